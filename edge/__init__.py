@@ -1,0 +1,1 @@
+"""Edge node: turns sensor readings into events and publishes them over MQTT."""

@@ -1,0 +1,1 @@
+"""Store server: fuses edge events into carts, charges at exit, issues receipts."""
