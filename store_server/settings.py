@@ -1,0 +1,34 @@
+"""Service settings from ``WALKOUT_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STORE = PACKAGE_ROOT / "sim_data" / "stores" / "demo.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WALKOUT_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///var/walkout.db", description="SQLAlchemy URL; SQLite by default, PostgreSQL in production"
+    )
+    mqtt_url: str | None = Field(
+        None, description="mqtt://user:pass@host:port of the broker; unset = start an embedded broker"
+    )
+    mqtt_client_id: str = Field("walkout-store-server", description="persistent-session client id")
+    topic_prefix: str = "walkout"
+    store_config: Path = Field(DEFAULT_STORE, description="the store layout YAML")
+    http_host: str = Field("127.0.0.1", description="address the API listens on")
+    http_port: int = 8000
+    smtp_url: str | None = Field(None, description="smtp://user:pass@host:port; unset = write receipts to files")
+    mail_from: str = "receipts@walkout.local"
+    receipts_dir: Path = Path("var/receipts")
+    # How long to wait, in event time, for late evidence before deciding.
+    assign_window_s: float = Field(0.5, description="track evidence kept around a weight event")
+    exit_grace_s: float = Field(0.8, description="wait after an exit gate pass for the last shelf events")
+    reach_m: float = Field(1.5, description="furthest a shopper can stand from a plate they take from")
