@@ -1,0 +1,133 @@
+"""The store server's MQTT consumer: QoS 1, a persistent session, acknowledgements after commit.
+
+paho's network thread only queues messages; one worker thread hands them to the processor in
+batches and acknowledges each message after its batch is committed (manual ack). A message the
+server crashed on is therefore redelivered by the broker, never lost; the inbox drops the copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge.mqtt import BrokerAddress, make_client
+from store_server.service.ingest import RawMessage
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[list[RawMessage]], None]
+
+
+class MqttConsumer:
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        subscription: str,
+        handle_batch: Handler,
+        clock: Callable[[], float] = time.time,
+        batch_size: int = 500,
+        batch_wait_s: float = 0.01,
+    ) -> None:
+        self.address = address
+        self.subscription = subscription
+        self.handle_batch = handle_batch
+        self.clock = clock
+        self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_s
+        self.client = make_client(address, client_id, persistent=True, manual_ack=True)
+        # Keep many messages in flight: each batch is acknowledged after one database commit.
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._queue: queue.Queue[tuple[RawMessage, int, int]] = queue.Queue()
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
+        self.batches = 0
+
+    # paho callbacks (network thread): never block here.
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            logger.error("broker %s refused the store server: %s", self.address, reason)
+            return
+        client.subscribe(self.subscription, qos=1)
+        self.connected.set()
+        logger.info("connected to %s (session present: %s)", self.address, flags.session_present)
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            logger.warning("lost the broker %s (%s); reconnecting with back-off", self.address, reason)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put((RawMessage(msg.topic, bytes(msg.payload), self.clock()), msg.mid, msg.qos))
+
+    def start(self) -> MqttConsumer:
+        self.client.connect_async(self.address.host, self.address.port, keepalive=30)
+        self.client.loop_start()
+        self._worker.start()
+        return self
+
+    def wait_connected(self, timeout_s: float = 10.0) -> None:
+        if not self.connected.wait(timeout_s):
+            raise ConnectionError(
+                f"cannot reach the MQTT broker at {self.address} within {timeout_s:.0f} s; "
+                "start it or set WALKOUT_MQTT_URL"
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._worker.join(timeout=10)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def idle(self) -> bool:
+        return self._queue.empty() and not self._busy
+
+    _busy = False
+
+    def _take_batch(self) -> list[tuple[RawMessage, int, int]]:
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take_batch()
+            if not batch:
+                continue
+            self._busy = True
+            delay = 0.5
+            while not self._stop.is_set():
+                try:
+                    self.handle_batch([raw for raw, _, _ in batch])
+                    break
+                except Exception:  # the database may be down: keep the batch, retry, ack nothing yet
+                    logger.exception("could not store a batch of %d messages; retrying in %.1f s", len(batch), delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+            else:
+                self._busy = False
+                return  # stopping: unacknowledged messages come back after the restart
+            for _, mid, qos in batch:
+                if qos > 0:
+                    self.client.ack(mid, qos)
+            self.batches += 1
+            self._busy = False

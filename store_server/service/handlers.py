@@ -1,0 +1,178 @@
+"""Decisions: one function per kind of message, each inside the caller's unit of work.
+
+They read only the message, the layout, the track history and the repositories, so a replay at any
+speed, or after a crash, takes the same decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from edge.contracts import GatePass, WeightEvent
+from store_server import metrics
+from store_server.domain.fusion import TrackHistory, guess_items, nearest_shopper
+from store_server.domain.layout import StoreLayout, Zone, distance
+from store_server.domain.pricing import price_cart
+from store_server.domain.receipt import Receipt, receipt_id_for
+from store_server.domain.session import ShopperSession, session_id_for
+from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    layout: StoreLayout
+    tracks: TrackHistory
+    payments: PaymentGateway
+    assign_window_s: float = 0.5
+    reach_m: float = 1.5
+    gate_margin_m: float = 0.6
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision did, for logs, metrics and the latency measurement."""
+
+    kind: str
+    session_id: str | None = None
+    receipt_id: str | None = None
+
+
+def _reject(uow: UnitOfWork, msg_id: str, topic: str, payload: dict[str, Any], reason: str, field: str,
+            received_at: float) -> Outcome:
+    data = json.dumps(payload).encode()
+    uow.dead_letters.add(DeadLetter(topic, data, reason, field, received_at))
+    metrics.DEAD_LETTERS.labels(field=field).inc()
+    logger.warning("message %s rejected: %s (%s)", msg_id, reason, field)
+    return Outcome("rejected")
+
+
+def _track_at_gate(ctx: Context, zone: Zone, ts: float, candidates: list[str]) -> str | None:
+    """The candidate track closest to the gate zone's centre around ``ts``, if one was inside it."""
+    w = ctx.assign_window_s
+    best: tuple[float, str] | None = None
+    for track_id in candidates:
+        for _, x, y in ctx.tracks.window(track_id, ts - w, ts + w):
+            if zone.contains(x, y, ctx.gate_margin_m):
+                d = distance((x, y), zone.centre)
+                if best is None or d < best[0]:
+                    best = (d, track_id)
+    return best[1] if best else None
+
+
+def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
+    gate = ctx.layout.gate(msg.gate_id)
+    if gate is None or gate.direction != "entry":
+        return _reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"),
+                       f"gate {msg.gate_id!r} is not an entry gate of this store", "gate_id", received_at)
+    session_id = session_id_for(msg.msg_id)
+    if uow.sessions.get(session_id) is not None:
+        return Outcome("duplicate", session_id)
+    bound = {s.track_id for s in uow.sessions.open_sessions() if s.track_id}
+    free = [t for t in ctx.tracks.track_ids() if t not in bound]
+    track_id = _track_at_gate(ctx, gate.zone, msg.ts, free)
+    session = ShopperSession(session_id, ctx.layout.store_id, msg.account_token or "", msg.ts, track_id)
+    uow.sessions.add(session)
+    if track_id is None:
+        logger.warning("session %s opened but no shopper track was at gate %s", session_id, gate.id)
+        metrics.DECISIONS.labels(outcome="entry_without_track").inc()
+    metrics.DECISIONS.labels(outcome="session_opened").inc()
+    return Outcome("opened", session_id)
+
+
+def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, received_at: float) -> Outcome:
+    unknown = [p for p in msg.plate_ids if p not in ctx.layout.plates]
+    if unknown:
+        return _reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"),
+                       f"plate {unknown[0]!r} is not in the store layout", "plate_ids", received_at)
+    sessions = {s.track_id: s for s in uow.sessions.open_sessions() if s.track_id}
+    w = ctx.assign_window_s
+    match = nearest_shopper(ctx.tracks, sorted(sessions), ctx.layout.plate_centroid(msg.plate_ids),
+                            msg.t_start - w, msg.t_end + w, ctx.reach_m)
+    if match is None:
+        logger.warning("weight event %s (%+.0f g) has no shopper within reach", msg.msg_id, msg.delta_g)
+        metrics.DECISIONS.labels(outcome="no_shopper").inc()
+        return Outcome("unattributed")
+    session = sessions[match.track_id]
+    if session.has_applied(msg.msg_id):
+        return Outcome("duplicate", session.id)
+    cart = {line.sku: line.quantity for line in session.cart()}
+    guess = guess_items(ctx.layout, msg.plate_ids, msg.delta_g, msg.noise_g, cart if msg.delta_g > 0 else None)
+    if guess is None:
+        logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
+        metrics.DECISIONS.labels(outcome="no_product").inc()
+        return Outcome("unexplained", session.id)
+    confidence = round(guess.confidence * match.confidence * msg.confidence, 4)
+    if msg.delta_g < 0:
+        session.take(msg.msg_id, guess.sku, guess.quantity, msg.t_end, confidence)
+        metrics.DECISIONS.labels(outcome="pick").inc()
+    else:
+        note = "misplaced" if guess.misplaced else ""
+        session.put_back(msg.msg_id, guess.sku, guess.quantity, msg.t_end, confidence, note)
+        metrics.DECISIONS.labels(outcome="misplaced_return" if guess.misplaced else "putback").inc()
+    uow.sessions.save(session)
+    return Outcome("cart_changed", session.id)
+
+
+def order_payload(receipt: Receipt) -> dict[str, Any]:
+    bill = receipt.bill
+    return {
+        "order_id": receipt.session_id,
+        "store_id": receipt.store_id,
+        "session_id": receipt.session_id,
+        "account_token": receipt.account_token,
+        "currency": bill.currency,
+        "lines": [
+            {"sku": ln.sku, "name": ln.name, "quantity": ln.quantity, "unit_price_cents": ln.unit_price_cents,
+             "amount_cents": ln.amount_cents, "tax_class": ln.tax_class}
+            for ln in bill.lines
+        ],
+        "subtotal_cents": bill.subtotal_cents,
+        "tax_cents": bill.tax_cents,
+        "total_cents": bill.total_cents,
+        "payment_status": receipt.payment_status,
+        "charge_id": receipt.charge_id,
+        "placed_at": receipt.exited_at,
+    }
+
+
+def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
+    gate = ctx.layout.gate(msg.gate_id)
+    if gate is None or gate.direction != "exit":
+        return _reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"),
+                       f"gate {msg.gate_id!r} is not an exit gate of this store", "gate_id", received_at)
+    sessions = {s.track_id: s for s in uow.sessions.open_sessions() if s.track_id}
+    track_id = _track_at_gate(ctx, gate.zone, msg.ts, sorted(sessions))
+    if track_id is None:
+        logger.warning("exit %s at %s: no shopper with an open session was at the gate", msg.msg_id, gate.id)
+        metrics.DECISIONS.labels(outcome="exit_without_session").inc()
+        return Outcome("exit_unmatched")
+    session = sessions[track_id]
+    cart = session.cart()
+    if not cart:
+        session.leave(msg.ts, None)
+        uow.sessions.save(session)
+        metrics.DECISIONS.labels(outcome="left_empty").inc()
+        return Outcome("left_empty", session.id)
+    layout = ctx.layout
+    bill = price_cart(cart, layout.products, layout.tax_rates, layout.currency)
+    # The session id is the idempotency key: a crash after this call and a second exit both get the
+    # first result back, so the shopper is charged once.
+    charge = ctx.payments.charge(session.account_token, bill.total_cents, bill.currency, session.id)
+    receipt = Receipt(
+        id=receipt_id_for(session.id), session_id=session.id, store_id=layout.store_id,
+        account_token=session.account_token, exited_at=msg.ts, bill=bill, payment_status=charge.status,
+        charge_id=charge.charge_id, decline_reason=charge.reason,
+    )
+    if uow.receipts.for_session(session.id) is None:
+        uow.receipts.add(receipt)
+    uow.outbox.add("order", session.id, order_payload(receipt))
+    uow.outbox.add("receipt_mail", receipt.id, {"receipt_id": receipt.id})
+    session.leave(msg.ts, charge.status == "approved")
+    uow.sessions.save(session)
+    metrics.RECEIPTS.labels(status=charge.status).inc()
+    return Outcome("receipt", session.id, receipt.id)
