@@ -1,0 +1,104 @@
+"""Public shapes of the HTTP API (separate from tables and domain objects)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from store_server.domain.receipt import Receipt
+from store_server.domain.session import ShopperSession
+
+
+class CartLinePublic(BaseModel):
+    sku: str
+    name: str
+    quantity: int
+    confidence: float
+
+
+class CartChangePublic(BaseModel):
+    event_id: str
+    sku: str
+    quantity: int
+    at: float
+    confidence: float
+    note: str
+
+
+class SessionPublic(BaseModel):
+    id: str
+    account_token: str
+    track_id: str | None
+    entered_at: float
+    exited_at: float | None
+    state: str
+    cart: list[CartLinePublic]
+
+
+class SessionDetail(SessionPublic):
+    changes: list[CartChangePublic]
+
+
+class ReceiptLinePublic(BaseModel):
+    sku: str
+    name: str
+    quantity: int
+    unit_price_cents: int
+    amount_cents: int
+    tax_class: str
+
+
+class ReceiptPublic(BaseModel):
+    id: str
+    session_id: str
+    store_id: str
+    exited_at: float
+    currency: str
+    lines: list[ReceiptLinePublic]
+    subtotal_cents: int
+    tax_cents: int
+    total_cents: int
+    payment_status: str
+    charge_id: str | None
+    decline_reason: str | None
+
+
+class DeadLetterPublic(BaseModel):
+    id: int | None
+    topic: str
+    reason: str
+    field: str
+    received_at: float
+    payload_preview: str
+
+
+class Health(BaseModel):
+    status: str
+    store_id: str
+    database: str
+    mqtt_connected: bool | None
+    watermark: float | None
+    inbox_messages: int
+
+
+def session_public(s: ShopperSession, names: dict[str, str], detail: bool = False) -> SessionPublic:
+    cart = [CartLinePublic(sku=ln.sku, name=names.get(ln.sku, ln.sku), quantity=ln.quantity,
+                           confidence=ln.confidence) for ln in s.cart()]
+    base = dict(id=s.id, account_token=s.account_token, track_id=s.track_id, entered_at=s.entered_at,
+                exited_at=s.exited_at, state=str(s.state), cart=cart)
+    if not detail:
+        return SessionPublic(**base)
+    changes = [CartChangePublic(event_id=c.event_id, sku=c.sku, quantity=c.quantity, at=c.at,
+                                confidence=c.confidence, note=c.note) for c in s.changes]
+    return SessionDetail(**base, changes=changes)
+
+
+def receipt_public(r: Receipt) -> ReceiptPublic:
+    b = r.bill
+    return ReceiptPublic(
+        id=r.id, session_id=r.session_id, store_id=r.store_id, exited_at=r.exited_at, currency=b.currency,
+        lines=[ReceiptLinePublic(sku=ln.sku, name=ln.name, quantity=ln.quantity,
+                                 unit_price_cents=ln.unit_price_cents, amount_cents=ln.amount_cents,
+                                 tax_class=ln.tax_class) for ln in b.lines],
+        subtotal_cents=b.subtotal_cents, tax_cents=b.tax_cents, total_cents=b.total_cents,
+        payment_status=r.payment_status, charge_id=r.charge_id, decline_reason=r.decline_reason,
+    )

@@ -1,0 +1,290 @@
+"""The ``walkout`` command line: every subcommand a store operator or developer needs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from store_server.config_check import config_check_command
+from store_server.settings import Settings
+
+app = typer.Typer(
+    help="Walkout: an open cashier-less store. Walk in, take, walk out, get charged.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check store configuration files.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+accounts_app = typer.Typer(help="Shopper accounts of the built-in ledger.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+config_app.command("check")(config_check_command)
+
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _sim_command() -> Any:
+    from sim_data.cli import sim_command
+
+    return sim_command
+
+
+app.command("sim", help="Simulate shoppers in a store and write an event-level dataset.")(_sim_command())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database named by WALKOUT_DATABASE_URL."""
+    from store_server.adapters.db import migrate
+
+    settings = Settings()
+    migrate(settings.database_url)
+    console.print(f"database at {settings.database_url.split('@')[-1]} is up to date")
+
+
+@accounts_app.command("open")
+def accounts_open(
+    token: str,
+    name: Annotated[str, typer.Option(help="Shopper's name")] = "",
+    email: Annotated[str, typer.Option(help="Where receipts go")] = "",
+    balance_cents: Annotated[int, typer.Option(help="Opening balance in cents")] = 0,
+    credit_limit_cents: Annotated[int, typer.Option(help="Credit allowed below zero, cents")] = 0,
+) -> None:
+    """Open (or update) a ledger account a shopper enters with."""
+    from store_server.adapters.db import make_engine, make_session_factory, migrate
+    from store_server.adapters.ledger import Accounts
+
+    engine = make_engine(Settings().database_url)
+    migrate(engine)
+    Accounts(make_session_factory(engine)).open_account(
+        token, name or token, email, balance_cents=balance_cents, credit_limit_cents=credit_limit_cents
+    )
+    console.print(f"account {token} is open")
+
+
+def _serve_http(server: Any, host: str, port: int) -> Any:
+    import uvicorn
+
+    from store_server.api.app import create_app
+
+    config = uvicorn.Config(create_app(server), host=host, port=port, log_level="warning")
+    return uvicorn.Server(config)
+
+
+def _start_broker(settings: Settings) -> tuple[str, Any]:
+    if settings.mqtt_url:
+        return settings.mqtt_url, None
+    from store_server.adapters.embedded_broker import EmbeddedBroker, free_port
+
+    port = 1883
+    try:
+        broker = EmbeddedBroker(port=port).start()
+    except RuntimeError:
+        broker = EmbeddedBroker(port=free_port()).start()
+    return broker.url, broker
+
+
+@app.command()
+def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run the store server: MQTT ingest, decisions, the HTTP API (settings from WALKOUT_*)."""
+    _logging(verbose)
+    from store_server.bootstrap import bootstrap
+    from store_server.domain.layout import LayoutError
+
+    settings = Settings()
+    try:
+        server = bootstrap(settings)
+    except LayoutError as exc:
+        _fail(f"{exc}\n(set WALKOUT_STORE_CONFIG to a valid store file; check it with 'walkout config check')")
+    broker_url, broker = _start_broker(settings)
+    server.start_consumer(broker_url)
+    http = _serve_http(server, settings.http_host, settings.http_port)
+    console.print(f"store server for {server.layout.store_id}: API http://{settings.http_host}:{settings.http_port}"
+                  f"/docs, MQTT {broker_url}")
+    try:
+        http.run()
+    finally:
+        server.stop()
+        if broker:
+            broker.stop()
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="HTTP port of the API")] = 8000,
+    seed: Annotated[int, typer.Option(help="First simulation seed")] = 1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Everything in one process: broker, store server on SQLite, and simulated shoppers at 1x."""
+    _logging(verbose)
+    from edge.mqtt import parse_broker_url
+    from edge.publisher import Publisher
+    from sim_data.live import run_live_edge
+    from sim_data.pipeline import provision_accounts
+    from store_server.bootstrap import bootstrap
+
+    settings = Settings(database_url=Settings().database_url.replace("walkout.db", "demo.db"), http_port=port)
+    server = bootstrap(settings)
+    broker_url, broker = _start_broker(settings)
+    server.start_consumer(broker_url).wait_connected()
+    http = _serve_http(server, settings.http_host, settings.http_port)
+    threading.Thread(target=http.run, name="http", daemon=True).start()
+
+    def announce(session_id: str) -> None:
+        with server.uow_factory() as uow:
+            receipt = uow.receipts.for_session(session_id)
+        if receipt:
+            b = receipt.bill
+            items = ", ".join(f"{ln.quantity}x {ln.name}" for ln in b.lines)
+            console.print(f"receipt {receipt.id}: {items} = {b.total_cents / 100:.2f} {b.currency} "
+                          f"[{receipt.payment_status}]")
+
+    server.processor.receipt_listeners.append(announce)
+    publisher = Publisher(parse_broker_url(broker_url), server.layout.store_id, "walkout-demo-edge").connect()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(f"Walkout demo: {server.layout.name}\n  API  http://{settings.http_host}:{port}/docs\n"
+                  f"  MQTT {broker_url}\n  receipts appear below as simulated shoppers leave (Ctrl-C stops)")
+    try:
+        run_live_edge(server.layout, publisher, stop, seed, lambda truth: provision_accounts(server, truth))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        publisher.close(offline=False)
+        http.should_exit = True
+        server.stop()
+        if broker:
+            broker.stop()
+
+
+@app.command("demo-edge")
+def demo_edge(
+    broker: Annotated[str, typer.Option(help="mqtt://user:pass@host:port")],
+    seed: int = 1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Only the simulated edge: shoppers at 1x published to a broker (the store server runs elsewhere)."""
+    _logging(verbose)
+    from edge.mqtt import parse_broker_url
+    from edge.publisher import Publisher
+    from sim_data.live import run_live_edge
+    from store_server.domain.layout import load_layout
+
+    settings = Settings()
+    layout = load_layout(settings.store_config)
+    try:
+        publisher = Publisher(parse_broker_url(broker), layout.store_id, "walkout-demo-edge").connect()
+    except (ConnectionError, ValueError) as exc:
+        _fail(str(exc))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_live_edge(layout, publisher, stop, seed)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close(offline=False)
+
+
+def _progress() -> tuple[Progress, Any]:
+    bar = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total or None)
+        bar.update(tasks[phase], completed=done, total=total or None)
+
+    return bar, update
+
+
+@app.command()
+def run(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory (from 'walkout sim' or 'walkout record')")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
+    broker: Annotated[str | None, typer.Option(help="broker URL; default WALKOUT_MQTT_URL or embedded")] = None,
+    database_url: Annotated[str | None, typer.Option(help="default: a temporary SQLite file")] = None,
+    speed: Annotated[float | None, typer.Option(help="replay pace (1 = real time); default flat out")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the last receipts")] = 120.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Replay a dataset through a broker into a store server, wait for every receipt, print accuracy."""
+    _logging(verbose)
+    from sim_data.dataset import DatasetError
+    from sim_data.pipeline import run_dataset
+
+    broker = broker or Settings().mqtt_url
+    bar, update = _progress()
+    try:
+        with bar:
+            metrics = run_dataset(dataset, broker, database_url, speed, timeout, progress=update)
+    except (DatasetError, ConnectionError) as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+        return
+    items = metrics["items"]
+    lat = metrics["receipt_latency_ms"]
+    print(f"{metrics['dataset']}: {metrics['sessions']} shoppers, exact receipts {metrics['exact_receipts']:.1%}")
+    print(f"items: precision {items['precision']:.3f} recall {items['recall']:.3f} f1 {items['f1']:.3f} "
+          f"(tp {items['tp']}, fp {items['fp']}, fn {items['fn']})")
+    print(f"receipt latency: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms")
+    for miss in metrics.get("mismatches", [])[:10]:
+        print(f"  {miss['session']}: truth {miss['truth']} charged {miss['charged']}")
+
+
+@app.command("replay")
+def replay_command(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    broker: Annotated[str, typer.Option(help="mqtt://user:pass@host:port")],
+    speed: Annotated[float, typer.Option(help="1 = original pace, 10 = ten times faster")] = 1.0,
+    max_speed: Annotated[bool, typer.Option("--max-speed", help="as fast as the broker takes it")] = False,
+) -> None:
+    """Publish a dataset's messages to a broker, keeping their timing scaled by --speed."""
+    from edge.mqtt import parse_broker_url
+    from edge.publisher import Publisher
+    from sim_data.dataset import Dataset, DatasetError
+    from sim_data.replay import replay
+
+    try:
+        data = Dataset.open(dataset)
+        publisher = Publisher(parse_broker_url(broker), data.layout.store_id, f"walkout-replay-{time.time():.0f}")
+        publisher.connect()
+    except (DatasetError, ConnectionError, ValueError) as exc:
+        _fail(str(exc))
+    bar, update = _progress()
+    total = int(data.manifest.get("message_count", 0))
+    with bar:
+        sent = replay(data.messages(), publisher, None if max_speed else speed,
+                      on_message=lambda n: update("replay", n, total) if n % 100 == 0 or n == total else None)
+    publisher.close(offline=False)
+    console.print(f"published {sent} messages to {publisher.address}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,127 @@
+"""Pure domain logic: sessions and carts, fusion, pricing, the watermark."""
+
+from __future__ import annotations
+
+import pytest
+
+from store_server.domain.fusion import TrackHistory, guess_items, nearest_shopper
+from store_server.domain.layout import Product, parse_layout
+from store_server.domain.pricing import price_cart
+from store_server.domain.session import CartLine, SessionState, ShopperSession
+from store_server.domain.watermark import Watermark
+
+LAYOUT = {
+    "store_id": "t",
+    "name": "Test",
+    "currency": "EUR",
+    "tax_rates": {"standard": 0.2, "reduced": 0.055},
+    "floor": {"width_m": 10, "depth_m": 8},
+    "gondolas": [
+        {"id": "G1", "x_m": 2, "y_m": 4, "length_m": 4, "axis": "x", "facing": "south", "node_id": "shelf-g1",
+         "shelves": [{"id": "G1-S1", "level": 1, "plates": ["P1", "P2", "P3", "P4"]}]},
+    ],
+    "catalog": [
+        {"sku": "cola", "name": "Cola 330 ml", "barcode": "4000000000011", "unit_weight_g": 350,
+         "weight_std_g": 3, "price_cents": 129},
+        {"sku": "lemon", "name": "Lemon 330 ml", "barcode": "4000000000028", "unit_weight_g": 352,
+         "weight_std_g": 3, "price_cents": 139},
+        {"sku": "chips", "name": "Chips", "barcode": "4000000000035", "unit_weight_g": 180,
+         "weight_std_g": 4, "price_cents": 249, "tax_class": "reduced"},
+    ],
+    "planogram": [
+        {"sku": "cola", "plates": ["P1"]},
+        {"sku": "lemon", "plates": ["P2"]},
+        {"sku": "chips", "plates": ["P3", "P4"]},
+    ],
+    "gates": [
+        {"id": "in", "direction": "entry", "zone": {"x_min": 0, "y_min": 0, "x_max": 1, "y_max": 1}},
+        {"id": "out", "direction": "exit", "zone": {"x_min": 9, "y_min": 0, "x_max": 10, "y_max": 1}},
+    ],
+}
+
+
+@pytest.fixture()
+def layout():
+    return parse_layout(LAYOUT)
+
+
+def test_plates_sit_on_the_facing_side_of_their_gondola(layout):
+    p1, p4 = layout.plates["P1"], layout.plates["P4"]
+    assert (p1.x_m, p1.y_m) == (2.5, 4.0)  # south face of a gondola starting at y=4
+    assert p4.x_m == 5.5
+
+
+def test_a_pick_is_explained_by_the_product_on_the_plate_with_its_quantity(layout):
+    guess = guess_items(layout, ["P3"], -362.0, 0.5)
+    assert (guess.sku, guess.quantity) == ("chips", 2)
+    assert guess.confidence == 1.0  # only one product there
+
+
+def test_near_identical_neighbours_are_told_apart_by_the_plate(layout):
+    assert guess_items(layout, ["P2"], -351.0, 0.5).sku == "lemon"
+    both = guess_items(layout, ["P1", "P2"], -352.0, 0.5)
+    assert both.confidence < 0.7  # two products fit: the decision is flagged as unsure
+
+
+def test_a_put_back_is_explained_by_the_cart_and_a_foreign_product_is_misplaced(layout):
+    guess = guess_items(layout, ["P3"], 351.0, 0.5, cart={"cola": 2})
+    assert (guess.sku, guess.quantity, guess.misplaced) == ("cola", 1, True)
+    assert guess_items(layout, ["P1"], 350.0, 0.5, cart={}) is None
+
+
+def test_a_change_matching_nothing_is_not_guessed(layout):
+    assert guess_items(layout, ["P1"], -90.0, 0.5) is None
+
+
+def test_the_nearest_shopper_in_the_event_window_is_chosen_and_a_close_second_lowers_confidence():
+    tracks = TrackHistory()
+    for t in range(10):
+        tracks.add("a", float(t), 3.0, 3.5)
+        tracks.add("b", float(t), 3.0, 2.0)
+        tracks.add("c", float(t), 8.0, 2.0)
+    match = nearest_shopper(tracks, ["a", "b", "c"], (3.0, 4.0), 2.0, 4.0, reach_m=1.5)
+    assert match.track_id == "a" and match.confidence == 1.0
+    tracks.add("b", 3.0, 3.1, 3.6)
+    assert nearest_shopper(tracks, ["a", "b"], (3.0, 4.0), 2.0, 4.0, 1.5).confidence < 0.5
+    assert nearest_shopper(tracks, ["c"], (3.0, 4.0), 2.0, 4.0, 1.5) is None
+    assert nearest_shopper(tracks, ["a"], (3.0, 4.0), 20.0, 30.0, 1.5) is None  # not there at that time
+
+
+def test_cart_follows_picks_and_put_backs_and_ignores_a_repeated_event():
+    s = ShopperSession("s-1", "t", "acct", 0.0, "a")
+    assert s.take("e1", "cola", 2, 1.0, 0.9)
+    assert not s.take("e1", "cola", 2, 1.0, 0.9)  # the same event delivered twice
+    assert s.put_back("e2", "cola", 1, 2.0, 1.0)
+    assert not s.put_back("e3", "chips", 1, 3.0, 1.0)  # cannot put back what was never taken
+    assert [(ln.sku, ln.quantity) for ln in s.cart()] == [("cola", 1)]
+    s.leave(5.0, charged=True)
+    assert s.state is SessionState.PAID
+    assert not s.take("e4", "cola", 1, 6.0, 1.0)  # a closed visit does not change
+
+
+def test_pricing_is_integer_cents_with_tax_per_class_rounded_half_up():
+    products = {
+        "a": Product(sku="a", name="A", barcode="40000000", unit_weight_g=1, price_cents=129),
+        "b": Product(sku="b", name="B", barcode="40000001", unit_weight_g=1, price_cents=249,
+                     tax_class="reduced"),
+    }
+    bill = price_cart([CartLine("b", 1), CartLine("a", 3)], products, {"standard": 0.2, "reduced": 0.055},
+                      "EUR")
+    assert [ln.sku for ln in bill.lines] == ["a", "b"]
+    assert bill.subtotal_cents == 387 + 249
+    assert dict(bill.tax_by_class) == {"standard": 77, "reduced": 14}  # 77.4 -> 77, 13.695 -> 14
+    assert bill.total_cents == 636 + 91
+
+
+def test_watermark_waits_for_the_slowest_live_node_and_not_for_dead_ones():
+    wm = Watermark(frozenset({"shelf", "cam", "gate"}), stale_after_s=10)
+    wm.observe("shelf", 100.0)
+    wm.observe("cam", 101.0)
+    assert wm.value() == 100.0  # the gate has not spoken: held at the first time seen
+    wm.observe("gate", 100.5)
+    wm.observe("shelf", 102.0)
+    assert wm.value() == 100.5
+    wm.went_offline("gate")
+    assert wm.value() == 101.0
+    wm.observe("cam", 130.0)  # shelf is now 28 s behind: stale, no longer waited for
+    assert wm.value() == 130.0
