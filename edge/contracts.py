@@ -145,9 +145,7 @@ PAYLOAD_BY_FEATURE: dict[str, type[BaseModel]] = {
     "heartbeat": Heartbeat,
     "status": NodeStatus,
 }
-_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(
-    Annotated[AnyMessage, Field(discriminator="kind")]
-)
+_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[AnyMessage, Field(discriminator="kind")])
 
 
 def topic(store_id: str, node_id: str, feature: str, prefix: str = DEFAULT_PREFIX) -> str:

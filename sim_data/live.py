@@ -55,8 +55,12 @@ def run_live_edge(
         if before_round:
             before_round(result.ground_truth)
         messages = [_Renumbered(m, renumber(m.payload)) for m in result.messages]
-        logger.info("demo round %d: %d shoppers, %d messages", seed, len(result.ground_truth["sessions"]),
-                    len(messages))
+        logger.info(
+            "demo round %d: %d shoppers, %d messages",
+            seed,
+            len(result.ground_truth["sessions"]),
+            len(messages),
+        )
 
         def until_stopped(_: int) -> None:
             if stop.is_set():

@@ -33,15 +33,20 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 def provision_accounts(server: StoreServer, truth: dict[str, Any]) -> None:
     for acct in truth.get("accounts", []):
         server.accounts.open_account(
-            acct["token"], acct.get("name", acct["token"]), acct.get("email", ""),
-            balance_cents=acct.get("balance_cents", 0), credit_limit_cents=acct.get("credit_limit_cents", 0),
+            acct["token"],
+            acct.get("name", acct["token"]),
+            acct.get("email", ""),
+            balance_cents=acct.get("balance_cents", 0),
+            credit_limit_cents=acct.get("credit_limit_cents", 0),
         )
 
 
 def closed_sessions(server: StoreServer, session_ids: list[str]) -> int:
     with server.uow_factory() as uow:
         return sum(
-            1 for sid in session_ids if (s := uow.sessions.get(sid)) is not None and s.state != SessionState.OPEN
+            1
+            for sid in session_ids
+            if (s := uow.sessions.get(sid)) is not None and s.state != SessionState.OPEN
         )
 
 
@@ -86,14 +91,18 @@ def run_dataset(
         stack.callback(server.stop)
         provision_accounts(server, truth)
         server.start_consumer(broker_url).wait_connected()
-        publisher = Publisher(parse_broker_url(broker_url), dataset.layout.store_id, f"walkout-replay-{run_id}")
+        publisher = Publisher(
+            parse_broker_url(broker_url), dataset.layout.store_id, f"walkout-replay-{run_id}"
+        )
         publisher.connect()
         total = int(dataset.manifest.get("message_count", 0))
         tick: Callable[[int], None] | None = None
         if progress:
+
             def tick(n: int) -> None:
                 if n % 200 == 0 or n == total:
                     progress("replay", n, total)
+
         replay(dataset.messages(), publisher, speed=speed, prefix=prefix, on_message=tick)
         publisher.close(offline=False)
         wanted = [session_id_for(s["entry_msg_id"]) for s in truth_sessions]

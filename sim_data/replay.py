@@ -23,7 +23,7 @@ def retarget(topic_name: str, prefix: str | None) -> str:
     """Move a topic under another prefix (so runs on a shared broker never see each other)."""
     if prefix is None:
         return topic_name
-    return prefix + topic_name[topic_name.index("/"):]
+    return prefix + topic_name[topic_name.index("/") :]
 
 
 def replay(

@@ -118,12 +118,16 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     try:
         server = bootstrap(settings)
     except LayoutError as exc:
-        _fail(f"{exc}\n(set WALKOUT_STORE_CONFIG to a valid store file; check it with 'walkout config check')")
+        _fail(
+            f"{exc}\n(set WALKOUT_STORE_CONFIG to a valid store file; check it with 'walkout config check')"
+        )
     broker_url, broker = _start_broker(settings)
     server.start_consumer(broker_url)
     http = _serve_http(server, settings.http_host, settings.http_port)
-    console.print(f"store server for {server.layout.store_id}: API http://{settings.http_host}:{settings.http_port}"
-                  f"/docs, MQTT {broker_url}")
+    console.print(
+        f"store server for {server.layout.store_id}: API http://{settings.http_host}:{settings.http_port}"
+        f"/docs, MQTT {broker_url}"
+    )
     try:
         http.run()
     finally:
@@ -159,15 +163,19 @@ def demo(
         if receipt:
             b = receipt.bill
             items = ", ".join(f"{ln.quantity}x {ln.name}" for ln in b.lines)
-            console.print(f"receipt {receipt.id}: {items} = {b.total_cents / 100:.2f} {b.currency} "
-                          f"[{receipt.payment_status}]")
+            console.print(
+                f"receipt {receipt.id}: {items} = {b.total_cents / 100:.2f} {b.currency} "
+                f"[{receipt.payment_status}]"
+            )
 
     server.processor.receipt_listeners.append(announce)
     publisher = Publisher(parse_broker_url(broker_url), server.layout.store_id, "walkout-demo-edge").connect()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    console.print(f"Walkout demo: {server.layout.name}\n  API  http://{settings.http_host}:{port}/docs\n"
-                  f"  MQTT {broker_url}\n  receipts appear below as simulated shoppers leave (Ctrl-C stops)")
+    console.print(
+        f"Walkout demo: {server.layout.name}\n  API  http://{settings.http_host}:{port}/docs\n"
+        f"  MQTT {broker_url}\n  receipts appear below as simulated shoppers leave (Ctrl-C stops)"
+    )
     try:
         run_live_edge(server.layout, publisher, stop, seed, lambda truth: provision_accounts(server, truth))
     except KeyboardInterrupt:
@@ -211,8 +219,14 @@ def demo_edge(
 
 
 def _progress() -> tuple[Progress, Any]:
-    bar = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=console, transient=True)
+    bar = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     tasks: dict[str, Any] = {}
 
     def update(phase: str, done: int, total: int) -> None:
@@ -225,9 +239,13 @@ def _progress() -> tuple[Progress, Any]:
 
 @app.command()
 def run(
-    dataset: Annotated[Path, typer.Argument(help="dataset directory (from 'walkout sim' or 'walkout record')")],
+    dataset: Annotated[
+        Path, typer.Argument(help="dataset directory (from 'walkout sim' or 'walkout record')")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
-    broker: Annotated[str | None, typer.Option(help="broker URL; default WALKOUT_MQTT_URL or embedded")] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="broker URL; default WALKOUT_MQTT_URL or embedded")
+    ] = None,
     database_url: Annotated[str | None, typer.Option(help="default: a temporary SQLite file")] = None,
     speed: Annotated[float | None, typer.Option(help="replay pace (1 = real time); default flat out")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the last receipts")] = 120.0,
@@ -250,9 +268,13 @@ def run(
         return
     items = metrics["items"]
     lat = metrics["receipt_latency_ms"]
-    print(f"{metrics['dataset']}: {metrics['sessions']} shoppers, exact receipts {metrics['exact_receipts']:.1%}")
-    print(f"items: precision {items['precision']:.3f} recall {items['recall']:.3f} f1 {items['f1']:.3f} "
-          f"(tp {items['tp']}, fp {items['fp']}, fn {items['fn']})")
+    print(
+        f"{metrics['dataset']}: {metrics['sessions']} shoppers, exact receipts {metrics['exact_receipts']:.1%}"
+    )
+    print(
+        f"items: precision {items['precision']:.3f} recall {items['recall']:.3f} f1 {items['f1']:.3f} "
+        f"(tp {items['tp']}, fp {items['fp']}, fn {items['fn']})"
+    )
     print(f"receipt latency: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms")
     for miss in metrics.get("mismatches", [])[:10]:
         print(f"  {miss['session']}: truth {miss['truth']} charged {miss['charged']}")
@@ -273,15 +295,21 @@ def replay_command(
 
     try:
         data = Dataset.open(dataset)
-        publisher = Publisher(parse_broker_url(broker), data.layout.store_id, f"walkout-replay-{time.time():.0f}")
+        publisher = Publisher(
+            parse_broker_url(broker), data.layout.store_id, f"walkout-replay-{time.time():.0f}"
+        )
         publisher.connect()
     except (DatasetError, ConnectionError, ValueError) as exc:
         _fail(str(exc))
     bar, update = _progress()
     total = int(data.manifest.get("message_count", 0))
     with bar:
-        sent = replay(data.messages(), publisher, None if max_speed else speed,
-                      on_message=lambda n: update("replay", n, total) if n % 100 == 0 or n == total else None)
+        sent = replay(
+            data.messages(),
+            publisher,
+            None if max_speed else speed,
+            on_message=lambda n: update("replay", n, total) if n % 100 == 0 or n == total else None,
+        )
     publisher.close(offline=False)
     console.print(f"published {sent} messages to {publisher.address}")
 

@@ -6,7 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter("walkout_messages_total", "Valid messages received, by kind", ["kind"])
 DUPLICATES = Counter("walkout_duplicate_messages_total", "Messages received again and ignored")
-DEAD_LETTERS = Counter("walkout_dead_letters_total", "Messages rejected into the dead-letter table", ["field"])
+DEAD_LETTERS = Counter(
+    "walkout_dead_letters_total", "Messages rejected into the dead-letter table", ["field"]
+)
 LATE = Counter("walkout_late_messages_total", "Messages older than the watermark when they arrived")
 DECISIONS = Counter("walkout_decisions_total", "Decisions taken, by outcome", ["outcome"])
 RECEIPTS = Counter("walkout_receipts_total", "Receipts issued, by payment status", ["status"])

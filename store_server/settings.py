@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     store_config: Path = Field(DEFAULT_STORE, description="the store layout YAML")
     http_host: str = Field("127.0.0.1", description="address the API listens on")
     http_port: int = 8000
-    smtp_url: str | None = Field(None, description="smtp://user:pass@host:port; unset = write receipts to files")
+    smtp_url: str | None = Field(
+        None, description="smtp://user:pass@host:port; unset = write receipts to files"
+    )
     mail_from: str = "receipts@walkout.local"
     receipts_dir: Path = Path("var/receipts")
     # How long to wait, in event time, for late evidence before deciding.

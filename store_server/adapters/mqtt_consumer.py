@@ -120,7 +120,9 @@ class MqttConsumer:
                     self.handle_batch([raw for raw, _, _ in batch])
                     break
                 except Exception:  # the database may be down: keep the batch, retry, ack nothing yet
-                    logger.exception("could not store a batch of %d messages; retrying in %.1f s", len(batch), delay)
+                    logger.exception(
+                        "could not store a batch of %d messages; retrying in %.1f s", len(batch), delay
+                    )
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
             else:

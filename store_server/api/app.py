@@ -75,7 +75,9 @@ def create_app(server: Any) -> FastAPI:
         return layout.model_dump(mode="json")
 
     @app.get("/api/sessions", response_model=list[SessionPublic], tags=["sessions"])
-    def sessions(srv: ServerDep, state: SessionState | None = None, limit: Limit = 100) -> list[SessionPublic]:
+    def sessions(
+        srv: ServerDep, state: SessionState | None = None, limit: Limit = 100
+    ) -> list[SessionPublic]:
         names = {p.sku: p.name for p in srv.layout.catalog}
         with srv.uow_factory() as uow:
             return [session_public(s, names) for s in uow.sessions.list(state, limit)]
@@ -114,8 +116,14 @@ def create_app(server: Any) -> FastAPI:
         with srv.uow_factory() as uow:
             letters = uow.dead_letters.list(limit)
         return [
-            DeadLetterPublic(id=d.id, topic=d.topic, reason=d.reason, field=d.field, received_at=d.received_at,
-                             payload_preview=d.payload[:200].decode("utf-8", "replace"))
+            DeadLetterPublic(
+                id=d.id,
+                topic=d.topic,
+                reason=d.reason,
+                field=d.field,
+                received_at=d.received_at,
+                payload_preview=d.payload[:200].decode("utf-8", "replace"),
+            )
             for d in letters
         ]
 

@@ -81,24 +81,55 @@ class Health(BaseModel):
 
 
 def session_public(s: ShopperSession, names: dict[str, str], detail: bool = False) -> SessionPublic:
-    cart = [CartLinePublic(sku=ln.sku, name=names.get(ln.sku, ln.sku), quantity=ln.quantity,
-                           confidence=ln.confidence) for ln in s.cart()]
-    base = dict(id=s.id, account_token=s.account_token, track_id=s.track_id, entered_at=s.entered_at,
-                exited_at=s.exited_at, state=str(s.state), cart=cart)
+    cart = [
+        CartLinePublic(
+            sku=ln.sku, name=names.get(ln.sku, ln.sku), quantity=ln.quantity, confidence=ln.confidence
+        )
+        for ln in s.cart()
+    ]
+    base = dict(
+        id=s.id,
+        account_token=s.account_token,
+        track_id=s.track_id,
+        entered_at=s.entered_at,
+        exited_at=s.exited_at,
+        state=str(s.state),
+        cart=cart,
+    )
     if not detail:
         return SessionPublic(**base)
-    changes = [CartChangePublic(event_id=c.event_id, sku=c.sku, quantity=c.quantity, at=c.at,
-                                confidence=c.confidence, note=c.note) for c in s.changes]
+    changes = [
+        CartChangePublic(
+            event_id=c.event_id, sku=c.sku, quantity=c.quantity, at=c.at, confidence=c.confidence, note=c.note
+        )
+        for c in s.changes
+    ]
     return SessionDetail(**base, changes=changes)
 
 
 def receipt_public(r: Receipt) -> ReceiptPublic:
     b = r.bill
     return ReceiptPublic(
-        id=r.id, session_id=r.session_id, store_id=r.store_id, exited_at=r.exited_at, currency=b.currency,
-        lines=[ReceiptLinePublic(sku=ln.sku, name=ln.name, quantity=ln.quantity,
-                                 unit_price_cents=ln.unit_price_cents, amount_cents=ln.amount_cents,
-                                 tax_class=ln.tax_class) for ln in b.lines],
-        subtotal_cents=b.subtotal_cents, tax_cents=b.tax_cents, total_cents=b.total_cents,
-        payment_status=r.payment_status, charge_id=r.charge_id, decline_reason=r.decline_reason,
+        id=r.id,
+        session_id=r.session_id,
+        store_id=r.store_id,
+        exited_at=r.exited_at,
+        currency=b.currency,
+        lines=[
+            ReceiptLinePublic(
+                sku=ln.sku,
+                name=ln.name,
+                quantity=ln.quantity,
+                unit_price_cents=ln.unit_price_cents,
+                amount_cents=ln.amount_cents,
+                tax_class=ln.tax_class,
+            )
+            for ln in b.lines
+        ],
+        subtotal_cents=b.subtotal_cents,
+        tax_cents=b.tax_cents,
+        total_cents=b.total_cents,
+        payment_status=r.payment_status,
+        charge_id=r.charge_id,
+        decline_reason=r.decline_reason,
     )

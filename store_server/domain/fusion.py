@@ -110,7 +110,9 @@ class ItemGuess:
     misplaced: bool = False
 
 
-def _weight_score(delta: float, unit: float, std: float, noise: float, max_qty: int | None) -> tuple[int, float]:
+def _weight_score(
+    delta: float, unit: float, std: float, noise: float, max_qty: int | None
+) -> tuple[int, float]:
     qty = max(1, round(delta / unit))
     if max_qty is not None:
         qty = min(qty, max_qty)

@@ -182,9 +182,7 @@ class StoreLayout(_Config):
                 if plate not in known_plates:
                     raise ValueError(f"planogram[{i}].plates: plate {plate!r} is not on any shelf")
                 if plate in used:
-                    raise ValueError(
-                        f"planogram[{i}].plates: plate {plate!r} already holds {used[plate]!r}"
-                    )
+                    raise ValueError(f"planogram[{i}].plates: plate {plate!r} already holds {used[plate]!r}")
                 used[plate] = entry.sku
         for product in self.catalog:
             if product.tax_class not in self.tax_rates:

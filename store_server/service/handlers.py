@@ -42,8 +42,15 @@ class Outcome:
     receipt_id: str | None = None
 
 
-def _reject(uow: UnitOfWork, msg_id: str, topic: str, payload: dict[str, Any], reason: str, field: str,
-            received_at: float) -> Outcome:
+def _reject(
+    uow: UnitOfWork,
+    msg_id: str,
+    topic: str,
+    payload: dict[str, Any],
+    reason: str,
+    field: str,
+    received_at: float,
+) -> Outcome:
     data = json.dumps(payload).encode()
     uow.dead_letters.add(DeadLetter(topic, data, reason, field, received_at))
     metrics.DEAD_LETTERS.labels(field=field).inc()
@@ -67,8 +74,15 @@ def _track_at_gate(ctx: Context, zone: Zone, ts: float, candidates: list[str]) -
 def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
     gate = ctx.layout.gate(msg.gate_id)
     if gate is None or gate.direction != "entry":
-        return _reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"),
-                       f"gate {msg.gate_id!r} is not an entry gate of this store", "gate_id", received_at)
+        return _reject(
+            uow,
+            msg.msg_id,
+            topic,
+            msg.model_dump(mode="json"),
+            f"gate {msg.gate_id!r} is not an entry gate of this store",
+            "gate_id",
+            received_at,
+        )
     session_id = session_id_for(msg.msg_id)
     if uow.sessions.get(session_id) is not None:
         return Outcome("duplicate", session_id)
@@ -87,12 +101,25 @@ def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, recei
 def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, received_at: float) -> Outcome:
     unknown = [p for p in msg.plate_ids if p not in ctx.layout.plates]
     if unknown:
-        return _reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"),
-                       f"plate {unknown[0]!r} is not in the store layout", "plate_ids", received_at)
+        return _reject(
+            uow,
+            msg.msg_id,
+            topic,
+            msg.model_dump(mode="json"),
+            f"plate {unknown[0]!r} is not in the store layout",
+            "plate_ids",
+            received_at,
+        )
     sessions = {s.track_id: s for s in uow.sessions.open_sessions() if s.track_id}
     w = ctx.assign_window_s
-    match = nearest_shopper(ctx.tracks, sorted(sessions), ctx.layout.plate_centroid(msg.plate_ids),
-                            msg.t_start - w, msg.t_end + w, ctx.reach_m)
+    match = nearest_shopper(
+        ctx.tracks,
+        sorted(sessions),
+        ctx.layout.plate_centroid(msg.plate_ids),
+        msg.t_start - w,
+        msg.t_end + w,
+        ctx.reach_m,
+    )
     if match is None:
         logger.warning("weight event %s (%+.0f g) has no shopper within reach", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_shopper").inc()
@@ -101,7 +128,9 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     if session.has_applied(msg.msg_id):
         return Outcome("duplicate", session.id)
     cart = {line.sku: line.quantity for line in session.cart()}
-    guess = guess_items(ctx.layout, msg.plate_ids, msg.delta_g, msg.noise_g, cart if msg.delta_g > 0 else None)
+    guess = guess_items(
+        ctx.layout, msg.plate_ids, msg.delta_g, msg.noise_g, cart if msg.delta_g > 0 else None
+    )
     if guess is None:
         logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_product").inc()
@@ -127,8 +156,14 @@ def order_payload(receipt: Receipt) -> dict[str, Any]:
         "account_token": receipt.account_token,
         "currency": bill.currency,
         "lines": [
-            {"sku": ln.sku, "name": ln.name, "quantity": ln.quantity, "unit_price_cents": ln.unit_price_cents,
-             "amount_cents": ln.amount_cents, "tax_class": ln.tax_class}
+            {
+                "sku": ln.sku,
+                "name": ln.name,
+                "quantity": ln.quantity,
+                "unit_price_cents": ln.unit_price_cents,
+                "amount_cents": ln.amount_cents,
+                "tax_class": ln.tax_class,
+            }
             for ln in bill.lines
         ],
         "subtotal_cents": bill.subtotal_cents,
@@ -143,8 +178,15 @@ def order_payload(receipt: Receipt) -> dict[str, Any]:
 def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
     gate = ctx.layout.gate(msg.gate_id)
     if gate is None or gate.direction != "exit":
-        return _reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"),
-                       f"gate {msg.gate_id!r} is not an exit gate of this store", "gate_id", received_at)
+        return _reject(
+            uow,
+            msg.msg_id,
+            topic,
+            msg.model_dump(mode="json"),
+            f"gate {msg.gate_id!r} is not an exit gate of this store",
+            "gate_id",
+            received_at,
+        )
     sessions = {s.track_id: s for s in uow.sessions.open_sessions() if s.track_id}
     track_id = _track_at_gate(ctx, gate.zone, msg.ts, sorted(sessions))
     if track_id is None:
@@ -164,9 +206,15 @@ def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, rece
     # first result back, so the shopper is charged once.
     charge = ctx.payments.charge(session.account_token, bill.total_cents, bill.currency, session.id)
     receipt = Receipt(
-        id=receipt_id_for(session.id), session_id=session.id, store_id=layout.store_id,
-        account_token=session.account_token, exited_at=msg.ts, bill=bill, payment_status=charge.status,
-        charge_id=charge.charge_id, decline_reason=charge.reason,
+        id=receipt_id_for(session.id),
+        session_id=session.id,
+        store_id=layout.store_id,
+        account_token=session.account_token,
+        exited_at=msg.ts,
+        bill=bill,
+        payment_status=charge.status,
+        charge_id=charge.charge_id,
+        decline_reason=charge.reason,
     )
     if uow.receipts.for_session(session.id) is None:
         uow.receipts.add(receipt)

@@ -160,7 +160,9 @@ class StoreProcessor:
                     uow.commit()
                 sent += 1
             except Exception:
-                logger.exception("outbox item %s (%s %s) not delivered; will retry", item.id, item.kind, item.key)
+                logger.exception(
+                    "outbox item %s (%s %s) not delivered; will retry", item.id, item.kind, item.key
+                )
                 break
         return sent
 

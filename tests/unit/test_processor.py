@@ -30,13 +30,20 @@ class Script:
         self.messages.append((ts, RawMessage(topic_for(msg, "t"), encode(msg), 0.0)))
         return msg
 
-    def walk(self, track: str, t0: float, t1: float, start: tuple[float, float], end: tuple[float, float]) -> None:
+    def walk(
+        self, track: str, t0: float, t1: float, start: tuple[float, float], end: tuple[float, float]
+    ) -> None:
         steps = int((t1 - t0) * 5)
         for i in range(steps + 1):
             f = i / steps if steps else 1
             pos = (start[0] + (end[0] - start[0]) * f, start[1] + (end[1] - start[1]) * f)
-            self.add(ShopperTracks, "cam", round(t0 + i * 0.2, 3), camera_id="cam",
-                     tracks=[TrackPoint(track_id=track, x_m=pos[0], y_m=pos[1])])
+            self.add(
+                ShopperTracks,
+                "cam",
+                round(t0 + i * 0.2, 3),
+                camera_id="cam",
+                tracks=[TrackPoint(track_id=track, x_m=pos[0], y_m=pos[1])],
+            )
 
     def heartbeats(self, until: float) -> None:
         for node in ("shelf-g1", "gate-in", "gate-out", "cam"):
@@ -51,11 +58,31 @@ def one_visit(put_back: bool = False, double_exit: bool = False) -> Script:
     s.walk("a", 100.0, 102.0, (0.5, 0.5), (0.5, 0.6))
     s.add(GatePass, "gate-in", 100.5, gate_id="in", direction="entry", account_token="acct-1")
     s.walk("a", 102.2, 110.0, (0.6, 0.6), (2.5, 3.5))
-    s.add(WeightEvent, "shelf-g1", 108.3, gondola_id="G1", shelf_id="G1-S1", plate_ids=["P1"],
-          delta_g=-701.0, t_start=107.0, t_end=108.0, noise_g=0.5)
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        108.3,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P1"],
+        delta_g=-701.0,
+        t_start=107.0,
+        t_end=108.0,
+        noise_g=0.5,
+    )
     if put_back:
-        s.add(WeightEvent, "shelf-g1", 109.3, gondola_id="G1", shelf_id="G1-S1", plate_ids=["P1"],
-              delta_g=350.5, t_start=108.5, t_end=109.0, noise_g=0.5)
+        s.add(
+            WeightEvent,
+            "shelf-g1",
+            109.3,
+            gondola_id="G1",
+            shelf_id="G1-S1",
+            plate_ids=["P1"],
+            delta_g=350.5,
+            t_start=108.5,
+            t_end=109.0,
+            noise_g=0.5,
+        )
     s.walk("a", 110.2, 118.0, (2.5, 3.5), (9.5, 0.5))
     s.add(GatePass, "gate-out", 117.5, gate_id="out", direction="exit")
     if double_exit:
@@ -70,15 +97,24 @@ def processor(layout):
         uow = FakeUnitOfWork()
         payments = FakePaymentGateway({"acct-1": balance})
         backend, mailer = FakeBackend(), FakeMailer()
-        proc = StoreProcessor(layout=layout, uow_factory=lambda: uow, payments=payments, mailer=mailer,
-                              backend=backend, clock=FakeClock())
+        proc = StoreProcessor(
+            layout=layout,
+            uow_factory=lambda: uow,
+            payments=payments,
+            mailer=mailer,
+            backend=backend,
+            clock=FakeClock(),
+        )
         return proc, uow, payments, backend, mailer
+
     return build
 
 
 def receipts_of(uow: FakeUnitOfWork) -> list[tuple[str, list[tuple[str, int]], int, str]]:
-    return [(r.session_id, [(ln.sku, ln.quantity) for ln in r.bill.lines], r.bill.total_cents, r.payment_status)
-            for r in uow.receipts.list()]
+    return [
+        (r.session_id, [(ln.sku, ln.quantity) for ln in r.bill.lines], r.bill.total_cents, r.payment_status)
+        for r in uow.receipts.list()
+    ]
 
 
 def test_a_visit_becomes_one_receipt_an_order_and_a_mail(processor):
@@ -102,7 +138,7 @@ def test_nothing_is_decided_before_the_watermark_passes_it(processor):
     cut = next(i for i, m in enumerate(raw) if m.topic.endswith("gate-out/gate"))
     proc.handle_batch(raw[: cut + 1])
     assert uow.receipts.list() == []  # the exit waits for the shelves to catch up
-    proc.handle_batch(raw[cut + 1:])
+    proc.handle_batch(raw[cut + 1 :])
     assert len(uow.receipts.list()) == 1
 
 
@@ -115,7 +151,7 @@ def test_batching_and_redelivery_do_not_change_the_receipts(processor):
     i = 0
     while i < len(raw):
         n = rng.randint(1, 7)
-        proc.handle_batch(raw[i: i + n] + raw[max(0, i - 3): i])  # every batch repeats earlier messages
+        proc.handle_batch(raw[i : i + n] + raw[max(0, i - 3) : i])  # every batch repeats earlier messages
         i += n
     assert receipts_of(uow) == receipts_of(ref_uow)
     assert len(payments.approved) == 1
@@ -137,15 +173,28 @@ def test_a_declined_charge_is_a_state_with_a_receipt_not_a_crash(processor):
     assert uow.sessions.get("s-gate-in-0").state == "declined"
 
 
-@pytest.mark.parametrize("bad", [
-    ("walkout/t/shelf-g1/weight", b"not json"),
-    ("walkout/t/shelf-g1/weight", json.dumps({"v": 1, "node_id": "shelf-g1", "seq": 99, "ts": 1.0}).encode()),
-    ("walkout/t/gate-in/gate", json.dumps({"v": 1, "node_id": "gate-in", "seq": 98, "ts": 1.0,
-                                            "gate_id": "in", "direction": "entry"}).encode()),
-    ("walkout/t/cam/tracks", json.dumps({"v": 2, "node_id": "cam", "seq": 1, "ts": 1.0}).encode()),
-    ("walkout/t/cam/unknown", b"{}"),
-    ("walkout/other-store/cam/heartbeat", json.dumps({"v": 1, "node_id": "cam", "seq": 1, "ts": 1.0}).encode()),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("walkout/t/shelf-g1/weight", b"not json"),
+        (
+            "walkout/t/shelf-g1/weight",
+            json.dumps({"v": 1, "node_id": "shelf-g1", "seq": 99, "ts": 1.0}).encode(),
+        ),
+        (
+            "walkout/t/gate-in/gate",
+            json.dumps(
+                {"v": 1, "node_id": "gate-in", "seq": 98, "ts": 1.0, "gate_id": "in", "direction": "entry"}
+            ).encode(),
+        ),
+        ("walkout/t/cam/tracks", json.dumps({"v": 2, "node_id": "cam", "seq": 1, "ts": 1.0}).encode()),
+        ("walkout/t/cam/unknown", b"{}"),
+        (
+            "walkout/other-store/cam/heartbeat",
+            json.dumps({"v": 1, "node_id": "cam", "seq": 1, "ts": 1.0}).encode(),
+        ),
+    ],
+)
 def test_malformed_messages_are_dead_lettered_and_valid_traffic_goes_on(processor, bad):
     proc, uow, *_ = processor()
     raw = one_visit().raw()
@@ -159,8 +208,17 @@ def test_malformed_messages_are_dead_lettered_and_valid_traffic_goes_on(processo
 def test_an_unknown_plate_is_rejected_with_its_field(processor):
     proc, uow, *_ = processor()
     s = one_visit()
-    s.add(WeightEvent, "shelf-g1", 109.5, gondola_id="G1", shelf_id="G1-S1", plate_ids=["P9"],
-          delta_g=-350.0, t_start=109.0, t_end=109.2)
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        109.5,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P9"],
+        delta_g=-350.0,
+        t_start=109.0,
+        t_end=109.2,
+    )
     proc.handle_batch(s.raw())
     (letter,) = uow.dead_letters.list()
     assert letter.field == "plate_ids" and "P9" in letter.reason
