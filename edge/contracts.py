@@ -15,11 +15,19 @@ the node's watermark: it promises not to send anything older afterwards.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 DEFAULT_PREFIX = "walkout"
 
 Feature = Literal["weight", "tracks", "detections", "gate", "heartbeat", "status"]
@@ -28,6 +36,11 @@ FEATURES: tuple[str, ...] = ("weight", "tracks", "detections", "gate", "heartbea
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 EpochSeconds = Annotated[float, Field(ge=0)]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _field_error(field: str, reason: str) -> PydanticCustomError:
+    """A cross-field error that still names its field: parse() reads ctx['field'] when loc is empty."""
+    return PydanticCustomError("cross_field", "{reason}", {"field": field, "reason": reason})
 
 
 class _Strict(BaseModel):
@@ -63,9 +76,9 @@ class WeightEvent(Message):
     @model_validator(mode="after")
     def _times_ordered(self) -> WeightEvent:
         if self.t_end < self.t_start:
-            raise ValueError("t_end must not be before t_start")
+            raise _field_error("t_end", "t_end must not be before t_start")
         if self.ts < self.t_end:
-            raise ValueError("ts (publish time) must not be before t_end")
+            raise _field_error("ts", "ts (publish time) must not be before t_end")
         return self
 
 
@@ -112,7 +125,7 @@ class GatePass(Message):
     @model_validator(mode="after")
     def _entry_has_token(self) -> GatePass:
         if self.direction == "entry" and not self.account_token:
-            raise ValueError("an entry gate pass needs account_token")
+            raise _field_error("account_token", "an entry gate pass needs account_token")
         return self
 
 
@@ -134,8 +147,8 @@ class NodeStatus(_Strict):
     sensors: dict[str, Literal["ok", "degraded", "failed"]] = Field(default_factory=dict)
 
 
-SequencedMessage = Union[WeightEvent, ShopperTracks, ItemDetections, GatePass, Heartbeat]
-AnyMessage = Union[WeightEvent, ShopperTracks, ItemDetections, GatePass, Heartbeat, NodeStatus]
+SequencedMessage = WeightEvent | ShopperTracks | ItemDetections | GatePass | Heartbeat
+AnyMessage = WeightEvent | ShopperTracks | ItemDetections | GatePass | Heartbeat | NodeStatus
 
 PAYLOAD_BY_FEATURE: dict[str, type[BaseModel]] = {
     "weight": WeightEvent,
@@ -181,7 +194,9 @@ class ContractError(ValueError):
 def _first_error(exc: ValidationError) -> tuple[str, str]:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("function-after",))
-    return loc, err.get("msg", "invalid")
+    if not loc:
+        loc = str((err.get("ctx") or {}).get("field", ""))
+    return loc, err.get("msg", "invalid").removeprefix("Value error, ")
 
 
 def parse(topic_name: str, payload: bytes | str, prefix: str = DEFAULT_PREFIX) -> AnyMessage:
@@ -212,7 +227,9 @@ def parse(topic_name: str, payload: bytes | str, prefix: str = DEFAULT_PREFIX) -
         )
     data.setdefault("kind", feature)
     if data["kind"] != feature:
-        raise ContractError(f"kind {data['kind']!r} does not match topic feature {feature!r}", "kind")
+        raise ContractError(
+            f"kind {data['kind']!r} does not match topic feature {feature!r}", "kind", topic_name
+        )
     try:
         message = model.model_validate(data)
     except ValidationError as exc:
