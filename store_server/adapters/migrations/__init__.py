@@ -1,0 +1,1 @@
+"""Alembic migrations for the store server and the embedded backend (one history for both)."""
