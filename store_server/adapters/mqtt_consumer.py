@@ -52,6 +52,7 @@ class MqttConsumer:
         self.connected = threading.Event()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self.batches = 0
+        self.handled = 0  # messages stored and acknowledged
 
     # paho callbacks (network thread): never block here.
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
@@ -132,4 +133,5 @@ class MqttConsumer:
                 if qos > 0:
                     self.client.ack(mid, qos)
             self.batches += 1
+            self.handled += len(batch)
             self._busy = False
