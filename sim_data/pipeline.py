@@ -10,7 +10,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,101 @@ def charged_items(server: StoreServer, truth_sessions: list[dict[str, Any]]) -> 
     return out
 
 
+class StoreUnderTest:
+    """A store server on its own database and topic prefix, its accounts opened, a publisher ready.
+
+    ``walkout run`` and the end-to-end tests share it: publish messages, wait for the shoppers to
+    leave, read the outcome.
+    """
+
+    def __init__(
+        self, dataset: Dataset, broker_url: str | None = None, database_url: str | None = None
+    ) -> None:
+        self.dataset = dataset
+        self.broker_url = broker_url
+        self.database_url = database_url
+        self.run_id = uuid.uuid4().hex[:8]
+        self.prefix = f"walkout-run-{self.run_id}"
+        self._stack = ExitStack()
+        self.published = 0
+        truth = dataset.ground_truth
+        self.truth_sessions: list[dict[str, Any]] = truth.get("sessions", [])
+        self.session_ids = [session_id_for(s["entry_msg_id"]) for s in self.truth_sessions]
+
+    def __enter__(self) -> StoreUnderTest:
+        stack = self._stack
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="walkout-run-")))
+        if self.broker_url is None:
+            broker = EmbeddedBroker(port=free_port()).start()
+            stack.callback(broker.stop)
+            self.broker_url = broker.url
+        self.database_url = self.database_url or f"sqlite:///{tmp / 'run.db'}"
+        settings = Settings(
+            database_url=self.database_url,
+            store_config=self.dataset.layout_path,
+            receipts_dir=tmp / "receipts",
+            topic_prefix=self.prefix,
+            mqtt_client_id=f"walkout-run-{self.run_id}",
+        )
+        self.server = bootstrap(settings, layout=self.dataset.layout)
+        stack.callback(self.server.stop)
+        provision_accounts(self.server, self.dataset.ground_truth)
+        self.consumer = self.server.start_consumer(self.broker_url)
+        self.consumer.wait_connected()
+        address = parse_broker_url(self.broker_url)
+        self.publisher = Publisher(address, self.dataset.layout.store_id, f"walkout-replay-{self.run_id}")
+        self.publisher.connect()
+        stack.callback(self.publisher.close, offline=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def publish(
+        self,
+        messages: Iterable[Any],
+        speed: float | None = None,
+        progress: Progress | None = None,
+        total: int = 0,
+    ) -> int:
+        consumer, before = self.consumer, self.published
+
+        def tick(n: int) -> None:
+            self.published = before + n
+            # Flat out means as fast as the store server stores messages: never run more than
+            # IN_FLIGHT ahead of it, so no broker queue limit (Mosquitto's default is 1000) drops any.
+            while self.published - consumer.handled > IN_FLIGHT:
+                time.sleep(0.001)
+            if progress and (n % 200 == 0 or n == total):
+                progress("replay", n, total)
+
+        return replay(messages, self.publisher, speed=speed, prefix=self.prefix, on_message=tick)
+
+    def wait_for_exits(self, timeout_s: float, progress: Progress | None = None) -> int:
+        """Wait until every ground-truth shopper has left (receipt issued or left empty)."""
+        deadline = time.monotonic() + timeout_s
+        wanted = self.session_ids
+        while (done := closed_sessions(self.server, wanted)) < len(wanted) and time.monotonic() < deadline:
+            if progress:
+                progress("receipts", done, len(wanted))
+            time.sleep(0.05)
+        if progress:
+            progress("receipts", done, len(wanted))
+        if done < len(wanted):
+            logger.warning("%d of %d shoppers never left the store in time", len(wanted) - done, len(wanted))
+        return done
+
+    def metrics(self) -> dict[str, Any]:
+        predicted = charged_items(self.server, self.truth_sessions)
+        latencies = self.server.processor.latencies_s
+        return evaluate(
+            self.dataset.path.name,
+            self.truth_sessions,
+            predicted,
+            [latencies[s] for s in self.session_ids if s in latencies],
+        )
+
+
 def run_dataset(
     path: Path,
     broker_url: str | None = None,
@@ -71,55 +166,9 @@ def run_dataset(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     dataset = Dataset.open(path)
-    truth = dataset.ground_truth
-    truth_sessions: list[dict[str, Any]] = truth.get("sessions", [])
-    run_id = uuid.uuid4().hex[:8]
-    prefix = f"walkout-run-{run_id}"
-    with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="walkout-run-")))
-        if broker_url is None:
-            broker = EmbeddedBroker(port=free_port()).start()
-            stack.callback(broker.stop)
-            broker_url = broker.url
-        settings = Settings(
-            database_url=database_url or f"sqlite:///{tmp / 'run.db'}",
-            store_config=dataset.layout_path,
-            receipts_dir=tmp / "receipts",
-            topic_prefix=prefix,
-            mqtt_client_id=f"walkout-run-{run_id}",
-        )
-        server = bootstrap(settings, layout=dataset.layout)
-        stack.callback(server.stop)
-        provision_accounts(server, truth)
-        server.start_consumer(broker_url).wait_connected()
-        publisher = Publisher(
-            parse_broker_url(broker_url), dataset.layout.store_id, f"walkout-replay-{run_id}"
-        )
-        publisher.connect()
+    with StoreUnderTest(dataset, broker_url, database_url) as store:
         total = int(dataset.manifest.get("message_count", 0))
-        consumer = server.consumer
-        assert consumer is not None
-
-        def tick(n: int) -> None:
-            # Flat out means as fast as the store server stores messages: never run more than
-            # IN_FLIGHT ahead of it, so no broker queue limit (Mosquitto's default is 1000) drops any.
-            while n - consumer.handled > IN_FLIGHT:
-                time.sleep(0.001)
-            if progress and (n % 200 == 0 or n == total):
-                progress("replay", n, total)
-
-        replay(dataset.messages(), publisher, speed=speed, prefix=prefix, on_message=tick)
-        publisher.close(offline=False)
-        wanted = [session_id_for(s["entry_msg_id"]) for s in truth_sessions]
-        deadline = time.monotonic() + timeout_s
-        while (done := closed_sessions(server, wanted)) < len(wanted) and time.monotonic() < deadline:
-            if progress:
-                progress("receipts", done, len(wanted))
-            time.sleep(0.05)
-        if progress:
-            progress("receipts", done, len(wanted))
-        if done < len(wanted):
-            logger.warning("%d of %d shoppers never left the store in time", len(wanted) - done, len(wanted))
-        predicted = charged_items(server, truth_sessions)
-        latencies = [server.processor.latencies_s[s] for s in wanted if s in server.processor.latencies_s]
-        return evaluate(path.name, truth_sessions, predicted, latencies)
+        store.publish(dataset.messages(), speed, progress, total)
+        store.publisher.flush()
+        store.wait_for_exits(timeout_s, progress)
+        return store.metrics()
