@@ -95,15 +95,15 @@ def _serve_http(server: Any, host: str, port: int) -> Any:
 
 
 def _start_broker(settings: Settings) -> tuple[str, Any]:
+    """The broker to use: WALKOUT_MQTT_URL, or an embedded one on 1883 (another port if 1883 is taken)."""
     if settings.mqtt_url:
         return settings.mqtt_url, None
-    from store_server.adapters.embedded_broker import EmbeddedBroker, free_port
+    from store_server.adapters.embedded_broker import EmbeddedBroker, free_port, port_is_free
 
-    port = 1883
-    try:
-        broker = EmbeddedBroker(port=port).start()
-    except RuntimeError:
-        broker = EmbeddedBroker(port=free_port()).start()
+    port = 1883 if port_is_free(1883) else free_port()
+    if port != 1883:
+        console.print(f"port 1883 is taken (another broker?): the embedded broker uses {port}")
+    broker = EmbeddedBroker(port=port).start()
     return broker.url, broker
 
 
@@ -165,7 +165,8 @@ def demo(
             items = ", ".join(f"{ln.quantity}x {ln.name}" for ln in b.lines)
             console.print(
                 f"receipt {receipt.id}: {items} = {b.total_cents / 100:.2f} {b.currency} "
-                f"[{receipt.payment_status}]"
+                f"({receipt.payment_status})",
+                markup=False,
             )
 
     server.processor.receipt_listeners.append(announce)
