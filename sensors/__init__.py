@@ -1,1 +1,4 @@
-"""Hardware drivers and stand-ins: load cells, gate scanners, camera sources. They read values, nothing more."""
+"""Hardware drivers and stand-ins: load cells, gate scanners, camera sources.
+
+They read values, nothing more.
+"""

@@ -8,9 +8,14 @@ from typing import Any, Protocol
 
 
 class _Message(Protocol):
-    t: float
-    topic: str
-    payload: dict[str, Any]
+    @property
+    def t(self) -> float: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
 
 
 class _Sink(Protocol):

@@ -270,7 +270,8 @@ def run(
     items = metrics["items"]
     lat = metrics["receipt_latency_ms"]
     print(
-        f"{metrics['dataset']}: {metrics['sessions']} shoppers, exact receipts {metrics['exact_receipts']:.1%}"
+        f"{metrics['dataset']}: {metrics['sessions']} shoppers, "
+        f"exact receipts {metrics['exact_receipts']:.1%}"
     )
     print(
         f"items: precision {items['precision']:.3f} recall {items['recall']:.3f} f1 {items['f1']:.3f} "

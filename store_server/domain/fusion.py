@@ -138,8 +138,9 @@ def guess_items(
     if magnitude < 1.0:
         return None
     on_plates = {layout.sku_on_plate[p] for p in plate_ids if p in layout.sku_on_plate}
+    pool: dict[str, int | None]
     if delta_g < 0:
-        pool = {sku: None for sku in on_plates}
+        pool = dict.fromkeys(on_plates)
     else:
         pool = {sku: q for sku, q in (cart or {}).items() if q > 0}
     scored: list[tuple[float, str, int]] = []

@@ -42,7 +42,7 @@ class Outcome:
     receipt_id: str | None = None
 
 
-def _reject(
+def reject(
     uow: UnitOfWork,
     msg_id: str,
     topic: str,
@@ -74,7 +74,7 @@ def _track_at_gate(ctx: Context, zone: Zone, ts: float, candidates: list[str]) -
 def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
     gate = ctx.layout.gate(msg.gate_id)
     if gate is None or gate.direction != "entry":
-        return _reject(
+        return reject(
             uow,
             msg.msg_id,
             topic,
@@ -101,7 +101,7 @@ def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, recei
 def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, received_at: float) -> Outcome:
     unknown = [p for p in msg.plate_ids if p not in ctx.layout.plates]
     if unknown:
-        return _reject(
+        return reject(
             uow,
             msg.msg_id,
             topic,
@@ -178,7 +178,7 @@ def order_payload(receipt: Receipt) -> dict[str, Any]:
 def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
     gate = ctx.layout.gate(msg.gate_id)
     if gate is None or gate.direction != "exit":
-        return _reject(
+        return reject(
             uow,
             msg.msg_id,
             topic,

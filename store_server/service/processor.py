@@ -26,6 +26,8 @@ from store_server.service.ports import Clock, InboxRow, Mailer, PaymentGateway, 
 logger = logging.getLogger(__name__)
 
 TRACK_HORIZON_S = 120.0
+OUTBOX_RETRY_S = 30.0
+DATA_ERRORS = (KeyError, ValueError, TypeError, ArithmeticError, IndexError)
 
 
 def expected_nodes(layout: StoreLayout) -> frozenset[str]:
@@ -57,6 +59,7 @@ class StoreProcessor:
         )
         self._lock = threading.Lock()
         self.receipt_listeners: list[Callable[[str], None]] = []
+        self._outbox_retry_at: dict[int, float] = {}
 
     # -- start-up -------------------------------------------------------------------------------
     def recover(self) -> None:
@@ -114,7 +117,21 @@ class StoreProcessor:
             with self.uow_factory() as uow:
                 rows = uow.inbox.due(watermark, batch)
                 for row in rows:
-                    outcome = self._decide(uow, row)
+                    try:
+                        outcome = self._decide(uow, row)
+                    except DATA_ERRORS as exc:
+                        # A message this code cannot decide on is data, not a reason to stop the store.
+                        # (Outages — database, gateway — raise other errors and the batch is retried.)
+                        logger.exception("could not decide on %s; dead-lettered", row.msg_id)
+                        outcome = handlers.reject(
+                            uow,
+                            row.msg_id,
+                            row.topic,
+                            row.payload,
+                            f"decision failed: {exc!r}",
+                            "payload",
+                            row.received_at,
+                        )
                     if outcome.kind == "receipt" and outcome.session_id:
                         receipts.append((outcome.session_id, row.received_at))
                 uow.inbox.mark_processed([r.msg_id for r in rows])
@@ -145,31 +162,43 @@ class StoreProcessor:
 
     # -- the transactional outbox -----------------------------------------------------------------
     def relay_outbox(self) -> int:
-        """Deliver committed orders to the backend and receipts to the mailer; retried until sent."""
+        """Deliver committed orders to the backend and receipts to the mailer; retried until sent.
+
+        An item that fails waits ``OUTBOX_RETRY_S`` before its next try and does not hold up the others.
+        """
         sent = 0
+        now = self.clock.now()
         with self.uow_factory() as uow:
             items = uow.outbox.pending(500)
         for item in items:
+            if self._outbox_retry_at.get(item.id, 0.0) > now:
+                continue
             try:
                 if item.kind == "order":
                     self.backend.place_order(OrderIn.model_validate(item.payload))
                 elif item.kind == "receipt_mail":
                     self._mail(item.payload["receipt_id"])
-                with self.uow_factory() as uow:
-                    uow.outbox.mark_sent(item.id)
-                    uow.commit()
-                sent += 1
+            except LookupError as exc:  # nobody to deliver to (no e-mail address): nothing to retry
+                logger.warning(
+                    "outbox item %s (%s %s) has no recipient: %s", item.id, item.kind, item.key, exc
+                )
             except Exception:
                 logger.exception(
                     "outbox item %s (%s %s) not delivered; will retry", item.id, item.kind, item.key
                 )
-                break
+                self._outbox_retry_at[item.id] = now + OUTBOX_RETRY_S
+                continue
+            with self.uow_factory() as uow:
+                uow.outbox.mark_sent(item.id)
+                uow.commit()
+            self._outbox_retry_at.pop(item.id, None)
+            sent += 1
         return sent
 
     def _mail(self, receipt_id: str) -> None:
         with self.uow_factory() as uow:
             receipt = uow.receipts.get(receipt_id)
         if receipt is None:
-            raise LookupError(f"receipt {receipt_id} is not stored")
+            raise RuntimeError(f"receipt {receipt_id} is not stored")
         text = self.render_receipt(receipt, self.layout.name) if self.render_receipt else str(receipt)
         self.mailer.send_receipt(receipt, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,10 +34,8 @@ def test_demo_serves_the_api_and_issues_receipts_as_shoppers_leave(tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not receipts:
             assert demo.poll() is None, (tmp_path / "demo.log").read_text()
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 receipts = httpx.get(f"{base}/api/receipts", timeout=2).json()
-            except httpx.HTTPError:
-                pass
             time.sleep(1)
         assert receipts, "no shopper left the demo store within two minutes"
         health = httpx.get(f"{base}/health", timeout=2).json()

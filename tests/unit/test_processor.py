@@ -222,3 +222,59 @@ def test_an_unknown_plate_is_rejected_with_its_field(processor):
     proc.handle_batch(s.raw())
     (letter,) = uow.dead_letters.list()
     assert letter.field == "plate_ids" and "P9" in letter.reason
+
+
+def test_an_order_the_backend_could_not_take_is_delivered_later_and_mail_is_not_held_up(processor):
+    proc, uow, payments, backend, mailer = processor()
+    backend.fail = ConnectionError("backend down")
+    proc.handle_batch(one_visit().raw())
+    assert backend.list_orders("t") == [] and len(mailer.sent) == 1  # the mail went out regardless
+    assert len(uow.outbox.pending()) == 1
+    backend.fail = None
+    proc.clock.advance(31)
+    proc.relay_outbox()
+    assert [o.order_id for o in backend.list_orders("t")] == ["s-gate-in-0"]
+    assert uow.outbox.pending() == []
+
+
+def test_a_payment_gateway_outage_retries_the_exit_and_still_charges_once(processor):
+    proc, uow, payments, *_ = processor()
+    payments.outage = ConnectionError("gateway down")
+    raw = one_visit().raw()
+    with pytest.raises(ConnectionError):
+        proc.handle_batch(raw)  # the consumer keeps the batch unacknowledged and retries it
+    assert uow.receipts.list() == []
+    proc.handle_batch(raw)
+    assert len(uow.receipts.list()) == 1 and len(payments.approved) == 1
+
+
+def test_a_message_the_handlers_cannot_decide_on_is_dead_lettered_and_the_store_goes_on(
+    processor, monkeypatch
+):
+    from store_server.service import handlers
+
+    proc, uow, *_ = processor()
+    real = handlers.change_cart
+
+    def broken(ctx, uow_, msg, topic, received_at):
+        if msg.seq == 0:
+            raise ValueError("cannot read this shelf")
+        return real(ctx, uow_, msg, topic, received_at)
+
+    monkeypatch.setattr(handlers, "change_cart", broken)
+    s = one_visit()
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        109.5,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P2"],
+        delta_g=-352.0,
+        t_start=108.9,
+        t_end=109.2,
+    )
+    proc.handle_batch(s.raw())
+    (letter,) = uow.dead_letters.list()
+    assert "cannot read this shelf" in letter.reason and letter.topic.endswith("/weight")
+    assert receipts_of(uow)[0][1] == [("lemon", 1)]  # the next event still reached the cart
