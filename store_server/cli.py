@@ -282,6 +282,46 @@ def run(
         print(f"  {miss['session']}: truth {miss['truth']} charged {miss['charged']}")
 
 
+@app.command()
+def bench(
+    broker: Annotated[
+        str | None, typer.Option(help="broker URL; default WALKOUT_MQTT_URL or local Mosquitto")
+    ] = None,
+    postgres_admin_url: Annotated[
+        str, typer.Option(help="PostgreSQL where a scratch database may be created; 'none' to skip")
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    out: Annotated[Path, typer.Option(help="where the results go")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Measure store-server ingest against a bare paho subscriber on the same stream; write BENCHMARKS.md."""
+    import tempfile
+    from contextlib import ExitStack
+
+    from sim_data.bench import run_bench
+    from store_server.adapters.db import scratch_database
+
+    broker = broker or Settings().mqtt_url or "mqtt://127.0.0.1:1883"
+    bar, update = _progress()
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="walkout-bench-")))
+        pg = None
+        if postgres_admin_url.lower() != "none":
+            try:
+                pg = stack.enter_context(scratch_database(postgres_admin_url, "walkout_bench"))
+            except Exception as exc:
+                _fail(
+                    f"cannot create a scratch database ({exc.__class__.__name__}: {exc}); start PostgreSQL "
+                    "or pass --postgres-admin-url none"
+                )
+        try:
+            with bar:
+                results = run_bench(broker, pg, work, out, progress=update)
+        except ConnectionError as exc:
+            _fail(f"{exc} (the benchmark needs a real broker: start Mosquitto or pass --broker)")
+    for r in results:
+        console.print(f"{r.name:<36} {r.rate:>9,.0f} messages/s", markup=False)
+    console.print(f"written to {out}")
+
+
 @app.command("replay")
 def replay_command(
     dataset: Annotated[Path, typer.Argument(help="dataset directory")],

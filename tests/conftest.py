@@ -7,16 +7,15 @@ start. It never skips, so a green run always means the real broker and database 
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from edge.mqtt import parse_broker_url
+from store_server.adapters.db import scratch_database
 
 MOSQUITTO_URL = os.environ.get("WALKOUT_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
@@ -49,13 +48,10 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    name = f"walkout_test_{secrets.token_hex(6)}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        scratch = scratch_database(ADMIN_URL, "walkout_test")
+        url = scratch.__enter__()
     except Exception as exc:
-        admin.dispose()
         shown = make_url(ADMIN_URL).render_as_string(hide_password=True)
         pytest.fail(
             f"PostgreSQL is required for the integration tests but {shown} is not usable ({exc!r}). "
@@ -64,11 +60,9 @@ def postgres_url() -> Iterator[str]:
             pytrace=False,
         )
     try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        scratch.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

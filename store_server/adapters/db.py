@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -121,3 +124,20 @@ def shared_sqlite_session(factory: sessionmaker[Session]) -> Session | None:
     if bind.dialect.name != "sqlite" or own is None or str(bind.engine.url) != str(own.engine.url):
         return None
     return ambient
+
+
+@contextmanager
+def scratch_database(admin_url: str, prefix: str = "walkout_scratch") -> Iterator[str]:
+    """Create a fresh PostgreSQL database for a test or benchmark run, yield its URL, drop it after."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
