@@ -74,8 +74,20 @@ sessions = Table(
     Column("entered_at", Double, nullable=False),
     Column("exited_at", Double, nullable=True),
     Column("state", String(16), nullable=False),
+    Column("group_size", Integer, nullable=False, server_default="1"),
     Index("ix_sessions_state_entered", "state", "entered_at"),
     Index("ix_sessions_entered_at", "entered_at"),
+)
+
+session_tracks = Table(
+    "session_tracks",
+    metadata,
+    Column("session_id", String(128), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    Column("track_id", String(128), primary_key=True),
+    Column("bound_at", Double, nullable=False),
+    Column("ended_at", Double, nullable=True),
+    Column("end_reason", String(16), nullable=False, server_default=""),
+    Index("ix_session_tracks_track", "track_id"),
 )
 
 cart_changes = Table(

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, false, func, select, update
+from sqlalchemy import Row, delete, false, func, select, update
 from sqlalchemy.orm import Session
 
 from store_server.adapters import orm
 from store_server.adapters.db import dialect_insert
 from store_server.domain.pricing import Bill, BillLine
 from store_server.domain.receipt import Receipt
-from store_server.domain.session import CartChange, SessionState, ShopperSession
+from store_server.domain.session import CartChange, SessionState, ShopperSession, TrackBinding
 from store_server.service.ports import DeadLetter, InboxRow, OutboxItem
 
 Now = Callable[[], float]
@@ -128,6 +128,7 @@ class SqlAlchemySessionRepository:
     def add(self, session: ShopperSession) -> None:
         self._s.execute(orm.sessions.insert().values(**_session_values(session)))
         self._insert_changes(session.id, session.changes, start=0)
+        self._write_tracks(session)
 
     def get(self, session_id: str) -> ShopperSession | None:
         found = self._load(select(orm.sessions).where(orm.sessions.c.id == session_id))
@@ -158,6 +159,26 @@ class SqlAlchemySessionRepository:
         if stored > len(session.changes):
             raise ValueError(f"session {session.id!r} lost cart changes ({len(session.changes)} < {stored})")
         self._insert_changes(session.id, session.changes[stored:], start=stored)
+        self._write_tracks(session)
+
+    def _write_tracks(self, session: ShopperSession) -> None:
+        # A handful of rows per session: rewriting them is simpler than diffing.
+        t = orm.session_tracks
+        self._s.execute(delete(t).where(t.c.session_id == session.id))
+        if session.tracks:
+            self._s.execute(
+                t.insert(),
+                [
+                    {
+                        "session_id": session.id,
+                        "track_id": b.track_id,
+                        "bound_at": b.bound_at,
+                        "ended_at": b.ended_at,
+                        "end_reason": b.end_reason,
+                    }
+                    for b in session.tracks
+                ],
+            )
 
     def _insert_changes(self, session_id: str, changes: Sequence[CartChange], start: int) -> None:
         if not changes:
@@ -187,6 +208,8 @@ class SqlAlchemySessionRepository:
                 track_id=r.track_id,
                 exited_at=r.exited_at,
                 state=SessionState(r.state),
+                group_size=r.group_size,
+                tracks=[],
             )
             for r in self._s.execute(stmt)
         ]
@@ -200,6 +223,16 @@ class SqlAlchemySessionRepository:
                 by_id[r.session_id].changes.append(
                     CartChange(r.event_id, r.sku, r.quantity, r.at, r.confidence, r.note)
                 )
+            tt = orm.session_tracks
+            bindings = self._s.execute(
+                select(tt)
+                .where(tt.c.session_id.in_(chunk))
+                .order_by(tt.c.session_id, tt.c.bound_at, tt.c.track_id)
+            )
+            for b in bindings:
+                by_id[b.session_id].tracks.append(
+                    TrackBinding(b.track_id, b.bound_at, b.ended_at, b.end_reason)
+                )
         return sessions
 
 
@@ -212,6 +245,7 @@ def _session_values(s: ShopperSession) -> dict[str, Any]:
         "entered_at": s.entered_at,
         "exited_at": s.exited_at,
         "state": SessionState(s.state).value,
+        "group_size": s.group_size,
     }
 
 

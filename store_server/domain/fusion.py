@@ -60,12 +60,54 @@ class TrackHistory:
             return None
         return min(distance((x, y), point) for _, x, y in samples)
 
+    def last_seen(self, track_id: str, at: float) -> tuple[float, float, float] | None:
+        """The last observation (t, x, y) of a track at or before ``at``."""
+        times = self._times.get(track_id, [])
+        i = bisect.bisect_right(times, at)
+        if i == 0:
+            return None
+        return (times[i - 1], *self._points[track_id][i - 1])
+
+    def first_seen(self, track_id: str) -> tuple[float, float, float] | None:
+        times = self._times.get(track_id)
+        if not times:
+            return None
+        return (times[0], *self._points[track_id][0])
+
     def position_at(self, track_id: str, ts: float, max_gap_s: float = 1.0) -> tuple[float, float] | None:
         samples = self.window(track_id, ts - max_gap_s, ts + max_gap_s)
         if not samples:
             return None
         _, x, y = min(samples, key=lambda s: abs(s[0] - ts))
         return (x, y)
+
+
+def continuation(
+    tracks: TrackHistory,
+    track_id: str,
+    at: float,
+    free: list[str],
+    quiet_s: float = 1.0,
+    max_gap_s: float = 3.0,
+    max_jump_m: float = 1.5,
+) -> str | None:
+    """The new id of a shopper whose track stopped: a free track that started where and when it ended.
+
+    Trackers lose a person and pick them up again under a new id (occlusion, a crowded aisle). Only
+    observations up to ``at`` are used, so the answer is the same at any replay speed.
+    """
+    last = tracks.last_seen(track_id, at)
+    if last is None or at - last[0] < quiet_s:
+        return None  # still seen (or never seen)
+    best: tuple[float, str] | None = None
+    for other in free:
+        first = tracks.first_seen(other)
+        if first is None or not (last[0] - 0.5 < first[0] <= min(at, last[0] + max_gap_s)):
+            continue
+        jump = distance((first[1], first[2]), (last[1], last[2]))
+        if jump <= max_jump_m and (best is None or jump < best[0]):
+            best = (jump, other)
+    return best[1] if best else None
 
 
 @dataclass(frozen=True)

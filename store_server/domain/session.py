@@ -33,19 +33,53 @@ class CartChange:
 
 
 @dataclass
+class TrackBinding:
+    """A camera track that belongs to this visit: one per group member, plus any continuation of a
+    track whose id changed (a tracker id switch)."""
+
+    track_id: str
+    bound_at: float
+    ended_at: float | None = None
+    end_reason: str = ""  # "exit" | "continued" | "lost"
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass
 class ShopperSession:
     id: str
     store_id: str
     account_token: str
     entered_at: float
-    track_id: str | None = None
+    track_id: str | None = None  # the first member's track
     exited_at: float | None = None
     state: SessionState = SessionState.OPEN
     changes: list[CartChange] = field(default_factory=list)
+    group_size: int = 1
+    tracks: list[TrackBinding] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
         return self.state is SessionState.OPEN
+
+    def track_ids(self) -> list[str]:
+        return [b.track_id for b in self.tracks]
+
+    def active_track_ids(self) -> list[str]:
+        return [b.track_id for b in self.tracks if b.active]
+
+    def bind(self, track_id: str, at: float) -> None:
+        if track_id not in self.track_ids():
+            self.tracks.append(TrackBinding(track_id, at))
+            if self.track_id is None:
+                self.track_id = track_id
+
+    def end_track(self, track_id: str, at: float, reason: str) -> None:
+        for binding in self.tracks:
+            if binding.track_id == track_id and binding.active:
+                binding.ended_at, binding.end_reason = at, reason
 
     def has_applied(self, event_id: str) -> bool:
         return any(c.event_id == event_id for c in self.changes)

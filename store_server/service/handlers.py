@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.contracts import GatePass, WeightEvent
 from store_server import metrics
-from store_server.domain.fusion import TrackHistory, guess_items, nearest_shopper
+from store_server.domain.fusion import TrackHistory, continuation, guess_items, nearest_shopper
 from store_server.domain.layout import StoreLayout, Zone, distance
 from store_server.domain.pricing import price_cart
 from store_server.domain.receipt import Receipt, receipt_id_for
@@ -21,6 +21,9 @@ from store_server.domain.session import ShopperSession, session_id_for
 from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
 
 logger = logging.getLogger(__name__)
+
+
+LOST_AFTER_S = 30.0  # a group member unseen this long before another member's exit has left
 
 
 @dataclass
@@ -58,17 +61,39 @@ def reject(
     return Outcome("rejected")
 
 
-def _track_at_gate(ctx: Context, zone: Zone, ts: float, candidates: list[str]) -> str | None:
-    """The candidate track closest to the gate zone's centre around ``ts``, if one was inside it."""
+def _tracks_at_gate(ctx: Context, zone: Zone, ts: float, candidates: list[str]) -> list[str]:
+    """Candidate tracks seen inside the gate zone around ``ts``, closest to its centre first."""
     w = ctx.assign_window_s
-    best: tuple[float, str] | None = None
+    closest: dict[str, float] = {}
     for track_id in candidates:
         for _, x, y in ctx.tracks.window(track_id, ts - w, ts + w):
             if zone.contains(x, y, ctx.gate_margin_m):
                 d = distance((x, y), zone.centre)
-                if best is None or d < best[0]:
-                    best = (d, track_id)
-    return best[1] if best else None
+                closest[track_id] = min(d, closest.get(track_id, d))
+    return sorted(closest, key=lambda t: (closest[t], t))
+
+
+def _bound_tracks(uow: UnitOfWork) -> dict[str, ShopperSession]:
+    """Every track of every open session (members and continuations), to its session."""
+    return {t: s for s in uow.sessions.open_sessions() for t in s.track_ids()}
+
+
+def follow_tracks(ctx: Context, uow: UnitOfWork, at: float) -> None:
+    """Carry each open session over to the new id of a track the tracker lost and found again."""
+    bound = _bound_tracks(uow)
+    free = [t for t in ctx.tracks.track_ids() if t not in bound]
+    if not free:
+        return
+    for session in {id(s): s for s in bound.values()}.values():
+        for track_id in session.active_track_ids():
+            new = continuation(ctx.tracks, track_id, at, free)
+            if new is not None:
+                session.end_track(track_id, at, "continued")
+                session.bind(new, at)
+                free.remove(new)
+                uow.sessions.save(session)
+                metrics.DECISIONS.labels(outcome="track_continued").inc()
+                logger.info("session %s: track %s continues as %s", session.id, track_id, new)
 
 
 def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
@@ -86,13 +111,19 @@ def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, recei
     session_id = session_id_for(msg.msg_id)
     if uow.sessions.get(session_id) is not None:
         return Outcome("duplicate", session_id)
-    bound = {s.track_id for s in uow.sessions.open_sessions() if s.track_id}
+    bound = _bound_tracks(uow)
     free = [t for t in ctx.tracks.track_ids() if t not in bound]
-    track_id = _track_at_gate(ctx, gate.zone, msg.ts, free)
-    session = ShopperSession(session_id, ctx.layout.store_id, msg.account_token or "", msg.ts, track_id)
+    members = _tracks_at_gate(ctx, gate.zone, msg.ts, free)[: msg.group_size]
+    session = ShopperSession(
+        session_id, ctx.layout.store_id, msg.account_token or "", msg.ts, group_size=msg.group_size
+    )
+    for track_id in members:
+        session.bind(track_id, msg.ts)
     uow.sessions.add(session)
-    if track_id is None:
-        logger.warning("session %s opened but no shopper track was at gate %s", session_id, gate.id)
+    if len(members) < msg.group_size:
+        logger.warning(
+            "session %s: %d of %d shoppers seen at gate %s", session_id, len(members), msg.group_size, gate.id
+        )
         metrics.DECISIONS.labels(outcome="entry_without_track").inc()
     metrics.DECISIONS.labels(outcome="session_opened").inc()
     return Outcome("opened", session_id)
@@ -110,7 +141,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
             "plate_ids",
             received_at,
         )
-    sessions = {s.track_id: s for s in uow.sessions.open_sessions() if s.track_id}
+    sessions = _bound_tracks(uow)
     w = ctx.assign_window_s
     match = nearest_shopper(
         ctx.tracks,
@@ -187,13 +218,22 @@ def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, rece
             "gate_id",
             received_at,
         )
-    sessions = {s.track_id: s for s in uow.sessions.open_sessions() if s.track_id}
-    track_id = _track_at_gate(ctx, gate.zone, msg.ts, sorted(sessions))
-    if track_id is None:
+    active = {t: s for s in uow.sessions.open_sessions() for t in s.active_track_ids()}
+    at_gate = _tracks_at_gate(ctx, gate.zone, msg.ts, sorted(active))
+    if not at_gate:
         logger.warning("exit %s at %s: no shopper with an open session was at the gate", msg.msg_id, gate.id)
         metrics.DECISIONS.labels(outcome="exit_without_session").inc()
         return Outcome("exit_unmatched")
-    session = sessions[track_id]
+    session = active[at_gate[0]]
+    session.end_track(at_gate[0], msg.ts, "exit")
+    for track_id in session.active_track_ids():  # a group member the cameras lost long ago has gone
+        last = ctx.tracks.last_seen(track_id, msg.ts)
+        if last is None or last[0] < msg.ts - LOST_AFTER_S:
+            session.end_track(track_id, msg.ts, "lost")
+    if session.active_track_ids():
+        uow.sessions.save(session)
+        metrics.DECISIONS.labels(outcome="member_left").inc()
+        return Outcome("member_left", session.id)
     cart = session.cart()
     if not cart:
         session.leave(msg.ts, None)

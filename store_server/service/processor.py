@@ -153,6 +153,8 @@ class StoreProcessor:
 
     def _decide(self, uow: UnitOfWork, row: InboxRow) -> handlers.Outcome:
         message = decode_any(row.payload)
+        if isinstance(message, WeightEvent | GatePass):
+            handlers.follow_tracks(self.ctx, uow, row.due)
         if isinstance(message, WeightEvent):
             return handlers.change_cart(self.ctx, uow, message, row.topic, row.received_at)
         if isinstance(message, GatePass):

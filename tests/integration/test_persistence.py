@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from store_server.adapters import orm
-from store_server.adapters.db import make_engine, migrate
+from store_server.adapters.db import alembic_config, make_engine, make_session_factory, migrate
 from store_server.adapters.ledger import LedgerGateway
 from store_server.adapters.mail import FileMailer
+from store_server.adapters.repositories import SqlAlchemySessionRepository
 from store_server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from store_server.backend.api import OrderBackend
 from store_server.backend.embedded import EmbeddedBackend
@@ -53,7 +55,28 @@ def test_migrate_creates_everything_and_is_rerunnable(
         tables = set(inspect(engine).get_table_names())
         assert tables >= ALL_TABLES
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_from_0001_keeps_each_sessions_track(db_url: str) -> None:
+    migrate(db_url, "0001")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO sessions (id, store_id, account_token, track_id, entered_at, state) "
+                    "VALUES ('s-1', 'demo', 'acct', 't7', 10.0, 'open')"
+                )
+            )
+        migrate(engine)
+        with make_session_factory(engine)() as session:
+            loaded = SqlAlchemySessionRepository(session).get("s-1")
+        assert loaded is not None and loaded.group_size == 1
+        assert [(b.track_id, b.bound_at, b.active) for b in loaded.tracks] == [("t7", 10.0, True)]
     finally:
         engine.dispose()
 

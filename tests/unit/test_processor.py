@@ -278,3 +278,74 @@ def test_a_message_the_handlers_cannot_decide_on_is_dead_lettered_and_the_store_
     (letter,) = uow.dead_letters.list()
     assert "cannot read this shelf" in letter.reason and letter.topic.endswith("/weight")
     assert receipts_of(uow)[0][1] == [("lemon", 1)]  # the next event still reached the cart
+
+
+def test_a_group_enters_on_one_code_and_pays_once_when_the_last_member_leaves(processor):
+    proc, uow, payments, *_ = processor()
+    s = Script()
+    s.walk("a", 100.0, 102.0, (0.5, 0.5), (0.5, 0.6))
+    s.walk("b", 100.0, 102.0, (0.3, 0.3), (0.3, 0.4))
+    s.add(GatePass, "gate-in", 100.5, gate_id="in", direction="entry", account_token="acct-1", group_size=2)
+    s.walk("a", 102.2, 110.0, (0.6, 0.6), (2.5, 3.5))  # a goes to the colas
+    s.walk("b", 102.2, 110.0, (0.4, 0.4), (5.0, 3.5))  # b to the chips
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        108.3,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P1"],
+        delta_g=-350.0,
+        t_start=107.0,
+        t_end=108.0,
+    )
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        110.1,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P4"],
+        delta_g=-181.0,
+        t_start=109.3,
+        t_end=109.8,
+    )
+    s.walk("a", 110.2, 118.0, (2.5, 3.5), (9.5, 0.5))
+    s.add(GatePass, "gate-out", 117.5, gate_id="out", direction="exit")
+    s.walk("b", 110.2, 130.0, (5.0, 3.5), (9.4, 0.4))
+    s.add(GatePass, "gate-out", 129.5, gate_id="out", direction="exit")
+    s.heartbeats(135.0)
+    raw = s.raw()
+    cut = next(i for i, m in enumerate(raw) if m.topic.endswith("gate-out/gate"))
+    proc.handle_batch(raw[: cut + 60])
+    assert uow.receipts.list() == []  # one member left, the other is still shopping
+    proc.handle_batch(raw[cut + 60 :])
+    assert receipts_of(uow) == [("s-gate-in-0", [("chips", 1), ("cola", 1)], 129 + 249 + 26 + 14, "approved")]
+    assert len(payments.calls) == 1
+
+
+def test_a_tracker_id_switch_keeps_the_shopper_in_their_session(processor):
+    proc, uow, *_ = processor()
+    s = Script()
+    s.walk("a", 100.0, 102.0, (0.5, 0.5), (0.5, 0.6))
+    s.add(GatePass, "gate-in", 100.5, gate_id="in", direction="entry", account_token="acct-1")
+    s.walk("a", 102.2, 105.0, (0.6, 0.6), (1.5, 2.0))
+    s.walk("a-new", 105.4, 110.0, (1.6, 2.1), (2.5, 3.5))  # the tracker lost "a" and found "a-new"
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        108.3,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P1"],
+        delta_g=-350.0,
+        t_start=107.0,
+        t_end=108.0,
+    )
+    s.walk("a-new", 110.2, 118.0, (2.5, 3.5), (9.5, 0.5))
+    s.add(GatePass, "gate-out", 117.5, gate_id="out", direction="exit")
+    s.heartbeats(125.0)
+    proc.handle_batch(s.raw())
+    assert receipts_of(uow) == [("s-gate-in-0", [("cola", 1)], 155, "approved")]
+    session = uow.sessions.get("s-gate-in-0")
+    assert [(b.track_id, b.end_reason) for b in session.tracks] == [("a", "continued"), ("a-new", "exit")]
