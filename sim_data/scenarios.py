@@ -27,17 +27,32 @@ class Scenario:
     default_shoppers: int
     default_duration_s: float | None  # None: until the last shopper has left
     built: bool
+    detections: bool = True  # cam-ceiling publishes an ItemDetections at every pick and put-back
+    faults: bool = False  # sensor faults (noise, drops, id switch, outage, dead plate)
 
 
+# "basic" publishes no detections: its messages are pinned byte for byte (seed 7: 5,011 messages).
 CATALOG: tuple[Scenario, ...] = (
     Scenario("basic", "shoppers one at a time at each shelf (2 m apart), 1-4 products each, "
-             "~20% put one back; every event attributable", 8, None, True),
-    Scenario("busy", "rush hour: 30 shoppers arriving every 3-6 s, queues at the gates", 30, 300.0, False),
-    Scenario("crowded-shelf", "two shoppers reach into the same shelf within a second", 6, None, False),
-    Scenario("misplaced-return", "items put back on the wrong plate or shelf", 8, None, False),
-    Scenario("group-entry", "families entering on one account (group_size > 1)", 6, None, False),
+             "~20% put one back; every event attributable", 8, None, True, detections=False),
+    Scenario("putbacks", "most shoppers put back some of what they took, on the same plate, "
+             "sometimes part of it (took 3, put back 1), right away or later in the visit", 8, None, True),
+    Scenario("misplaced", "some put-backs land on a wrong plate of a shelf the shopper passes "
+             "(misplaced_return: the cart loses the item, the shelf holds a foreign one)", 8, None, True),
+    Scenario("crowded-shelf", "2-3 shoppers at one gondola within seconds, 0.6-1.5 m apart, each "
+             "taking from the plate in front of them", 8, None, True),
+    Scenario("same-weight", "picks concentrate on neighbouring plates whose products weigh within "
+             "5 g of each other (cola / cola zero cans)", 8, None, True),
+    Scenario("groups", "2-4 people enter on one account (one gate pass, group_size k), pick on "
+             "their own tracks, leave separately; one receipt when the last one leaves", 12, None, True),
+    Scenario("busy", "rush hour: 120 shoppers spread over an hour, overlapping, still 2 m apart "
+             "at shelf events", 120, 3600.0, True),
+    Scenario("sensor-faults", "15 cm track noise, 5% missed track points, one track id switch, "
+             "a 3 s camera outage, a dead plate, doubled weight noise, 10% product confusions",
+             8, None, True, faults=True),
     Scenario("node-outage", "a gondola node goes offline and replays its spool late", 8, None, False),
 )
+FIDELITIES = ("event", "signal")
 
 
 class ScenarioError(ValueError):
@@ -48,8 +63,15 @@ def available() -> list[str]:
     return [s.name for s in CATALOG if s.built]
 
 
-def get_scenario(name: str) -> Scenario:
+def get_scenario(name: str, fidelity: str = "event") -> Scenario:
     """The built scenario called ``name``, or a ScenarioError saying what to use instead."""
+    if fidelity != "event":
+        if fidelity in FIDELITIES:
+            raise ScenarioError(
+                f"fidelity {fidelity!r} (raw load-cell samples and camera frames) is planned, not built "
+                "yet; use --fidelity event"
+            )
+        raise ScenarioError(f"unknown fidelity {fidelity!r}; expected one of {', '.join(FIDELITIES)}")
     for s in CATALOG:
         if s.name == name:
             if not s.built:
@@ -64,19 +86,23 @@ def get_scenario(name: str) -> Scenario:
     )
 
 
+Action = Literal["pick", "putback", "misplaced_return"]
+
+
 @dataclass(frozen=True)
 class Stop:
     """One shelf visit: stand at ``plate_id``'s front, dwell, and take or return ``quantity``."""
 
     plate_id: str
     sku: str
-    action: Literal["pick", "putback"]
+    action: Action
     quantity: int
     dwell_s: float
     reach_s: float  # how long the hand is on the shelf: t_end - t_start of the weight event
     offset_m: float = 0.0  # where along the plate the shopper stands
     noise_z: tuple[float, float] = (0.0, 0.0)  # standard normals: this item's weight, the scale's noise
     confidence: float = 1.0  # the edge detector's confidence in the event
+    sync_delay_s: float | None = None  # crowded-shelf: hand on the shelf this long after the last mate arrives
 
 
 @dataclass
@@ -90,6 +116,13 @@ class ShopperPlan:
     stops: list[Stop] = field(default_factory=list)
     entry_offset: tuple[float, float] = (0.0, 0.0)  # from the gate zone's centre
     exit_offset: tuple[float, float] = (0.0, 0.0)
+    group: int | None = None  # groups: the party number (one account, one session) this member belongs to
+    cluster: int | None = None  # crowded-shelf: shoppers meeting at one gondola (their first stop)
+
+    @property
+    def party(self) -> int:
+        """The session this shopper's items go to: their group's, or their own."""
+        return self.number if self.group is None else self.group
 
 
 _FIRST = ("Alice", "Bruno", "Chloe", "David", "Emma", "Farid", "Gabrielle", "Hugo", "Ines", "Jules",
@@ -167,9 +200,6 @@ def plan_basic(
         plan.exit_offset = _offset(rng, 0.2)
         plans.append(plan)
     return plans
-
-
-Action = Literal["pick", "putback"]
 
 
 def _stop(rng: np.random.Generator, plate: str, sku: str, action: Action, qty: int) -> Stop:
