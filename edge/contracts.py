@@ -30,8 +30,8 @@ from pydantic_core import PydanticCustomError
 SCHEMA_VERSION: Final = 1
 DEFAULT_PREFIX = "walkout"
 
-Feature = Literal["weight", "tracks", "detections", "gate", "heartbeat", "status"]
-FEATURES: tuple[str, ...] = ("weight", "tracks", "detections", "gate", "heartbeat", "status")
+Feature = Literal["weight", "samples", "tracks", "detections", "gate", "heartbeat", "status"]
+FEATURES: tuple[str, ...] = ("weight", "samples", "tracks", "detections", "gate", "heartbeat", "status")
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 EpochSeconds = Annotated[float, Field(ge=0)]
@@ -129,6 +129,31 @@ class GatePass(Message):
         return self
 
 
+class WeightSamples(Message):
+    """Raw load-cell readings of one shelf, for recording and replay (the AutoCheckout layout: 60 Hz in
+    batches of 12). ``grams[i][j]`` is plate ``plate_ids[i]`` at time ``t0 + j / rate_hz``; absolute
+    values may drift and need not be zeroed, only changes matter. ``ts`` is the last sample's time."""
+
+    kind: Literal["samples"] = "samples"
+    gondola_id: Identifier
+    shelf_id: Identifier
+    plate_ids: Annotated[list[Identifier], Field(min_length=1, max_length=64)]
+    rate_hz: Annotated[float, Field(gt=0, le=1000)]
+    t0: EpochSeconds
+    grams: Annotated[list[Annotated[list[float], Field(min_length=1, max_length=600)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _shape(self) -> WeightSamples:
+        if len(self.grams) != len(self.plate_ids):
+            raise _field_error("grams", "grams needs one list of samples per plate in plate_ids")
+        n = len(self.grams[0])
+        if any(len(row) != n for row in self.grams):
+            raise _field_error("grams", "every plate needs the same number of samples")
+        if self.ts + 1e-6 < self.t0 + (n - 1) / self.rate_hz:
+            raise _field_error("ts", "ts must not be before the last sample (t0 + (n - 1) / rate_hz)")
+        return self
+
+
 class Heartbeat(Message):
     """Sent every fraction of a second by every node: advances the node's watermark when it is quiet."""
 
@@ -147,11 +172,12 @@ class NodeStatus(_Strict):
     sensors: dict[str, Literal["ok", "degraded", "failed"]] = Field(default_factory=dict)
 
 
-SequencedMessage = WeightEvent | ShopperTracks | ItemDetections | GatePass | Heartbeat
-AnyMessage = WeightEvent | ShopperTracks | ItemDetections | GatePass | Heartbeat | NodeStatus
+SequencedMessage = WeightEvent | WeightSamples | ShopperTracks | ItemDetections | GatePass | Heartbeat
+AnyMessage = WeightEvent | WeightSamples | ShopperTracks | ItemDetections | GatePass | Heartbeat | NodeStatus
 
 PAYLOAD_BY_FEATURE: dict[str, type[BaseModel]] = {
     "weight": WeightEvent,
+    "samples": WeightSamples,
     "tracks": ShopperTracks,
     "detections": ItemDetections,
     "gate": GatePass,

@@ -7,9 +7,9 @@ kept in the dead-letter table with the field and the reason, and counted.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from edge.contracts import ContractError, GatePass, NodeStatus, WeightEvent, parse
+from edge.contracts import ContractError, GatePass, NodeStatus, WeightEvent, WeightSamples, parse
 from store_server import metrics
 from store_server.service.ports import DeadLetter, InboxRow
 
@@ -38,6 +38,8 @@ class Sorted:
     rows: list[InboxRow]
     statuses: list[NodeStatus]
     dead: list[DeadLetter]
+    # Raw load-cell samples are for recorders: the server only takes their time as the node's watermark.
+    samples: list[tuple[str, float]] = field(default_factory=list)
 
 
 def due_time(message: object, ts: float, delays: DecisionDelays) -> float:
@@ -64,6 +66,9 @@ def sort_messages(raw: list[RawMessage], prefix: str, store_id: str, delays: Dec
         metrics.MESSAGES.labels(kind=message.kind).inc()
         if isinstance(message, NodeStatus):
             out.statuses.append(message)
+            continue
+        if isinstance(message, WeightSamples):
+            out.samples.append((message.node_id, message.ts))
             continue
         out.rows.append(
             InboxRow(

@@ -98,6 +98,8 @@ class StoreProcessor:
             if row.kind == "tracks":
                 self._remember_tracks(row)
             self.watermark.observe(row.node_id, row.ts)
+        for node_id, ts in sorted_.samples:
+            self.watermark.observe(node_id, ts)
         for status in sorted_.statuses:
             if status.state == "offline":
                 self.watermark.went_offline(status.node_id)

@@ -20,6 +20,7 @@ from edge.contracts import (
     ShopperTracks,
     TrackPoint,
     WeightEvent,
+    WeightSamples,
     decode_any,
     encode,
     parse,
@@ -43,6 +44,17 @@ MESSAGES: dict[str, Any] = {
         t_end=1_700_000_010.4,
         noise_g=1.5,
         confidence=0.92,
+    ),
+    "samples": WeightSamples(
+        node_id="shelf-g1",
+        seq=8,
+        ts=1_700_000_010.69,
+        gondola_id="g1",
+        shelf_id="g1-s2",
+        plate_ids=["g1-s2-p1", "g1-s2-p2"],
+        rate_hz=60.0,
+        t0=1_700_000_010.5,
+        grams=[[1200.5 + j for j in range(12)], [830.0] * 12],
     ),
     "tracks": ShopperTracks(
         node_id="cam-ceiling",
@@ -158,7 +170,21 @@ def _gate(**changes: Any) -> dict[str, Any]:
     return data
 
 
+SAMPLES_TOPIC = f"walkout/{STORE}/shelf-g1/samples"
+
+
+def _samples(**changes: Any) -> dict[str, Any]:
+    data = json.loads(encode(MESSAGES["samples"]))
+    data.update(changes)
+    return data
+
+
 MALFORMED = [
+    pytest.param(SAMPLES_TOPIC, json.dumps(_samples(grams=[[1.0] * 12])), "grams", id="samples-plate-count"),
+    pytest.param(
+        SAMPLES_TOPIC, json.dumps(_samples(grams=[[1.0] * 12, [1.0] * 11])), "grams", id="samples-ragged"
+    ),
+    pytest.param(SAMPLES_TOPIC, json.dumps(_samples(ts=1_700_000_010.5)), "ts", id="samples-ts-before-last"),
     pytest.param(WEIGHT_TOPIC, b"{not json", "payload", id="not-json"),
     pytest.param(WEIGHT_TOPIC, b"\xff\xfe\x00", "payload", id="not-utf8"),
     pytest.param(WEIGHT_TOPIC, json.dumps([1, 2, 3]), "payload", id="non-object"),

@@ -349,3 +349,25 @@ def test_a_tracker_id_switch_keeps_the_shopper_in_their_session(processor):
     assert receipts_of(uow) == [("s-gate-in-0", [("cola", 1)], 155, "approved")]
     session = uow.sessions.get("s-gate-in-0")
     assert [(b.track_id, b.end_reason) for b in session.tracks] == [("a", "continued"), ("a-new", "exit")]
+
+
+def test_raw_weight_samples_advance_the_watermark_but_are_not_stored(processor):
+    from edge.contracts import WeightSamples
+
+    proc, uow, *_ = processor()
+    s = one_visit()
+    s.messages = [(t, m) for t, m in s.messages if not m.topic.endswith("shelf-g1/heartbeat")]
+    s.add(
+        WeightSamples,
+        "shelf-g1",
+        125.0,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P1"],
+        rate_hz=60,
+        t0=124.9,
+        grams=[[1000.0] * 6],
+    )
+    proc.handle_batch(s.raw())
+    assert len(uow.receipts.list()) == 1  # the shelf's samples told the server it had caught up
+    assert not any(row.kind == "samples" for row in uow.inbox.rows.values())
