@@ -23,6 +23,7 @@ from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
 logger = logging.getLogger(__name__)
 
 
+ALONE_CONFIDENCE = 0.8  # an event given to the only shopper in the store, none seen within reach
 LOST_AFTER_S = 30.0  # a group member unseen this long before another member's exit has left
 
 
@@ -151,11 +152,18 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         msg.t_end + w,
         ctx.reach_m,
     )
-    if match is None:
+    in_store = uow.sessions.open_sessions() if match is None else []
+    if match is not None:
+        session, shopper_confidence = sessions[match.track_id], match.confidence
+    elif len(in_store) == 1:
+        # Nobody seen within reach, but only one shopper is in the store: it can only be theirs.
+        session = in_store[0]
+        shopper_confidence = ALONE_CONFIDENCE
+        metrics.DECISIONS.labels(outcome="only_shopper").inc()
+    else:
         logger.warning("weight event %s (%+.0f g) has no shopper within reach", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_shopper").inc()
         return Outcome("unattributed")
-    session = sessions[match.track_id]
     if session.has_applied(msg.msg_id):
         return Outcome("duplicate", session.id)
     cart = {line.sku: line.quantity for line in session.cart()}
@@ -166,7 +174,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_product").inc()
         return Outcome("unexplained", session.id)
-    confidence = round(guess.confidence * match.confidence * msg.confidence, 4)
+    confidence = round(guess.confidence * shopper_confidence * msg.confidence, 4)
     if msg.delta_g < 0:
         session.take(msg.msg_id, guess.sku, guess.quantity, msg.t_end, confidence)
         metrics.DECISIONS.labels(outcome="pick").inc()

@@ -371,3 +371,23 @@ def test_raw_weight_samples_advance_the_watermark_but_are_not_stored(processor):
     proc.handle_batch(s.raw())
     assert len(uow.receipts.list()) == 1  # the shelf's samples told the server it had caught up
     assert not any(row.kind == "samples" for row in uow.inbox.rows.values())
+
+
+def test_with_one_shopper_in_the_store_an_event_nobody_was_seen_at_is_theirs(processor):
+    proc, uow, *_ = processor()
+    s = one_visit()
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        112.3,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P4"],
+        delta_g=-180.0,
+        t_start=111.0,
+        t_end=112.0,
+    )  # the shopper is metres away, nobody else is in
+    proc.handle_batch(s.raw())
+    assert receipts_of(uow)[0][1] == [("chips", 1), ("cola", 2)]
+    line = next(ln for ln in uow.sessions.get("s-gate-in-0").cart() if ln.sku == "chips")
+    assert line.confidence < 1.0
