@@ -59,11 +59,12 @@ def problems_of(truth: dict[str, int], charged: dict[str, int]) -> list[dict[str
 
 
 def _session_of_event(event: dict[str, Any], sessions: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The truth session whose shopper made ``event``: same track, and in the store at that time."""
+    """The truth session whose shopper made ``event``: one of its tracks, in the store at that time."""
     track = event.get("track_id")
     if track is None:
         return None
-    candidates = [s for s in sessions if s.get("track_id") == track]
+    # A session lists every track of its shoppers in track_ids (a group, a track switch), else track_id.
+    candidates = [s for s in sessions if track in (s.get("track_ids") or [s.get("track_id")])]
     if len(candidates) > 1:
         t = float(event.get("t_start", 0.0))
         candidates = [

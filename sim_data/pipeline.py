@@ -18,7 +18,7 @@ from typing import Any
 from edge.mqtt import parse_broker_url
 from edge.publisher import Publisher
 from sim_data.dataset import Dataset
-from sim_data.evaluate import evaluate
+from sim_data.evaluate import evaluate, scenario_of
 from sim_data.replay import replay
 from store_server.adapters.embedded_broker import EmbeddedBroker, free_port
 from store_server.bootstrap import StoreServer, bootstrap
@@ -86,10 +86,11 @@ class StoreUnderTest:
     def __enter__(self) -> StoreUnderTest:
         stack = self._stack
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="walkout-run-")))
+        protocol = 5
         if self.broker_url is None:
             broker = EmbeddedBroker(port=free_port()).start()
             stack.callback(broker.stop)
-            self.broker_url = broker.url
+            self.broker_url, protocol = broker.url, 4
         self.database_url = self.database_url or f"sqlite:///{tmp / 'run.db'}"
         settings = Settings(
             database_url=self.database_url,
@@ -101,7 +102,7 @@ class StoreUnderTest:
         self.server = bootstrap(settings, layout=self.dataset.layout)
         stack.callback(self.server.stop)
         provision_accounts(self.server, self.dataset.ground_truth)
-        self.consumer = self.server.start_consumer(self.broker_url)
+        self.consumer = self.server.start_consumer(self.broker_url, protocol=protocol)
         self.consumer.wait_connected()
         address = parse_broker_url(self.broker_url)
         self.publisher = Publisher(address, self.dataset.layout.store_id, f"walkout-replay-{self.run_id}")
@@ -149,11 +150,14 @@ class StoreUnderTest:
     def metrics(self) -> dict[str, Any]:
         predicted = charged_items(self.server, self.truth_sessions)
         latencies = self.server.processor.latencies_s
+        truth = self.dataset.ground_truth
         return evaluate(
             self.dataset.path.name,
             self.truth_sessions,
             predicted,
             [latencies[s] for s in self.session_ids if s in latencies],
+            events=truth.get("events", []),
+            scenario=scenario_of(self.dataset.manifest, truth),
         )
 
 

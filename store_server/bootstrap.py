@@ -48,7 +48,7 @@ class StoreServer:
         return SqlAlchemyUnitOfWork(self.session_factory)
 
     def start_consumer(
-        self, broker_url: str, client_id: str | None = None, prefix: str | None = None
+        self, broker_url: str, client_id: str | None = None, prefix: str | None = None, protocol: int = 5
     ) -> MqttConsumer:
         prefix = prefix or self.settings.topic_prefix
         self.processor.prefix = prefix
@@ -57,6 +57,7 @@ class StoreServer:
             client_id or self.settings.mqtt_client_id,
             subscription(self.layout.store_id, prefix),
             self.processor.handle_batch,
+            protocol=protocol,
         ).start()
         return self.consumer
 

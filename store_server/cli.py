@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sim_data.importers.cli import import_autocheckout_command
+from sim_data.tools_cli import evaluate_command, record_command, replay_command
 from store_server.config_check import config_check_command
 from store_server.settings import Settings
 
@@ -29,6 +30,8 @@ accounts_app = typer.Typer(help="Shopper accounts of the built-in ledger.", no_a
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
+import_app = typer.Typer(help="Import public recordings as Walkout datasets.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 config_app.command("check")(config_check_command)
 
 console = Console(stderr=True)
@@ -53,6 +56,12 @@ def _sim_command() -> Any:
 
 
 app.command("sim", help="Simulate shoppers in a store and write an event-level dataset.")(_sim_command())
+import_app.command(
+    "autocheckout", help="Convert an AiFi AutoCheckout weight recording into a signal-level dataset."
+)(import_autocheckout_command)
+app.command("record")(record_command)
+app.command("replay")(replay_command)
+app.command("evaluate")(evaluate_command)
 
 
 @db_app.command("upgrade")
@@ -122,7 +131,7 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
             f"{exc}\n(set WALKOUT_STORE_CONFIG to a valid store file; check it with 'walkout config check')"
         )
     broker_url, broker = _start_broker(settings)
-    server.start_consumer(broker_url)
+    server.start_consumer(broker_url, protocol=4 if broker else settings.mqtt_protocol)
     http = _serve_http(server, settings.http_host, settings.http_port)
     console.print(
         f"store server for {server.layout.store_id}: API http://{settings.http_host}:{settings.http_port}"
@@ -153,7 +162,7 @@ def demo(
     settings = Settings(database_url=Settings().database_url.replace("walkout.db", "demo.db"), http_port=port)
     server = bootstrap(settings)
     broker_url, broker = _start_broker(settings)
-    server.start_consumer(broker_url).wait_connected()
+    server.start_consumer(broker_url, protocol=4 if broker else settings.mqtt_protocol).wait_connected()
     http = _serve_http(server, settings.http_host, settings.http_port)
     threading.Thread(target=http.run, name="http", daemon=True).start()
 
@@ -250,9 +259,12 @@ def run(
     database_url: Annotated[str | None, typer.Option(help="default: a temporary SQLite file")] = None,
     speed: Annotated[float | None, typer.Option(help="replay pace (1 = real time); default flat out")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the last receipts")] = 120.0,
+    report: Annotated[Path | None, typer.Option(help="also write a report: OUT.html or OUT.md")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Replay a dataset through a broker into a store server, wait for every receipt, print accuracy."""
+    if report is not None and report.suffix.lower() not in (".html", ".md"):
+        _fail(f"--report {report}: name the report OUT.html or OUT.md")
     _logging(verbose)
     from sim_data.dataset import DatasetError
     from sim_data.pipeline import run_dataset
@@ -264,6 +276,12 @@ def run(
             metrics = run_dataset(dataset, broker, database_url, speed, timeout, progress=update)
     except (DatasetError, ConnectionError) as exc:
         _fail(str(exc))
+    if report is not None:
+        from sim_data.dataset import Dataset
+        from sim_data.report import write_report
+
+        write_report([metrics], report, [Dataset.open(dataset)])
+        console.print(f"report written to {report}")
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
         return
@@ -320,40 +338,6 @@ def bench(
     for r in results:
         console.print(f"{r.name:<36} {r.rate:>9,.0f} messages/s", markup=False)
     console.print(f"written to {out}")
-
-
-@app.command("replay")
-def replay_command(
-    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
-    broker: Annotated[str, typer.Option(help="mqtt://user:pass@host:port")],
-    speed: Annotated[float, typer.Option(help="1 = original pace, 10 = ten times faster")] = 1.0,
-    max_speed: Annotated[bool, typer.Option("--max-speed", help="as fast as the broker takes it")] = False,
-) -> None:
-    """Publish a dataset's messages to a broker, keeping their timing scaled by --speed."""
-    from edge.mqtt import parse_broker_url
-    from edge.publisher import Publisher
-    from sim_data.dataset import Dataset, DatasetError
-    from sim_data.replay import replay
-
-    try:
-        data = Dataset.open(dataset)
-        publisher = Publisher(
-            parse_broker_url(broker), data.layout.store_id, f"walkout-replay-{time.time():.0f}"
-        )
-        publisher.connect()
-    except (DatasetError, ConnectionError, ValueError) as exc:
-        _fail(str(exc))
-    bar, update = _progress()
-    total = int(data.manifest.get("message_count", 0))
-    with bar:
-        sent = replay(
-            data.messages(),
-            publisher,
-            None if max_speed else speed,
-            on_message=lambda n: update("replay", n, total) if n % 100 == 0 or n == total else None,
-        )
-    publisher.close(offline=False)
-    console.print(f"published {sent} messages to {publisher.address}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,9 @@ class Settings(BaseSettings):
     )
     mqtt_url: str | None = Field(
         None, description="mqtt://user:pass@host:port of the broker; unset = start an embedded broker"
+    )
+    mqtt_protocol: Literal[4, 5] = Field(
+        5, description="MQTT 5 (default) or 4 = 3.1.1, for brokers without MQTT 5; embedded: 3.1.1"
     )
     mqtt_client_id: str = Field("walkout-store-server", description="persistent-session client id")
     topic_prefix: str = "walkout"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.mqtt import BrokerAddress, make_client
+from edge.mqtt import MQTT5_ANSWER_S, BrokerAddress, connect_options, make_client
 from store_server.service.ingest import RawMessage
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class MqttConsumer:
         clock: Callable[[], float] = time.time,
         batch_size: int = 500,
         batch_wait_s: float = 0.01,
+        protocol: int = 5,
     ) -> None:
         self.address = address
         self.subscription = subscription
@@ -41,18 +43,24 @@ class MqttConsumer:
         self.clock = clock
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
-        self.client = make_client(address, client_id, persistent=True, manual_ack=True)
-        # Keep many messages in flight: each batch is acknowledged after one database commit.
-        self.client.max_inflight_messages_set(1000)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client_id = client_id
+        self.protocol = protocol
+        self.client = self._client(protocol)
         self._queue: queue.Queue[tuple[RawMessage, int, int]] = queue.Queue()
         self._stop = threading.Event()
         self.connected = threading.Event()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self.batches = 0
         self.handled = 0  # messages stored and acknowledged
+
+    def _client(self, protocol: int) -> mqtt.Client:
+        client = make_client(
+            self.address, self.client_id, persistent=True, manual_ack=True, protocol=protocol
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
 
     # paho callbacks (network thread): never block here.
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
@@ -72,10 +80,30 @@ class MqttConsumer:
         self._queue.put((RawMessage(msg.topic, bytes(msg.payload), self.clock()), msg.mid, msg.qos))
 
     def start(self) -> MqttConsumer:
-        self.client.connect_async(self.address.host, self.address.port, keepalive=30)
-        self.client.loop_start()
+        self._connect()
+        if self.protocol == 5 and not self.connected.wait(MQTT5_ANSWER_S) and self._reachable():
+            # A 3.1.1-only broker (the embedded amqtt) does not answer an MQTT 5 CONNECT at all.
+            logger.warning("the broker at %s does not answer MQTT 5; using MQTT 3.1.1", self.address)
+            self.client.loop_stop()
+            self.client.disconnect()
+            self.protocol = 4
+            self.client = self._client(4)
+            self._connect()
         self._worker.start()
         return self
+
+    def _reachable(self) -> bool:
+        try:
+            socket.create_connection((self.address.host, self.address.port), timeout=2).close()
+        except OSError:
+            return False  # down: keep MQTT 5 and let paho retry with back-off
+        return True
+
+    def _connect(self) -> None:
+        self.client.connect_async(
+            self.address.host, self.address.port, keepalive=30, **connect_options(self.protocol, True)
+        )
+        self.client.loop_start()
 
     def wait_connected(self, timeout_s: float = 10.0) -> None:
         if not self.connected.wait(timeout_s):
