@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.mqtt import make_client, parse_broker_url
+from edge.mqtt import connect_options, make_client, parse_broker_url
 from edge.publisher import Publisher
 from sim_data.dataset import Dataset, write_dataset
 from sim_data.evaluate import percentile
@@ -72,14 +72,14 @@ def bench_dataset(directory: Path, shoppers: int = 40, seed: int = 7) -> Path:
 
 
 def bare_subscriber(dataset: Dataset, broker_url: str, progress: Progress | None = None) -> Result:
-    """A paho QoS 1 subscriber that counts messages: the floor under any MQTT consumer."""
+    """A paho QoS 1 subscriber (MQTT 5, the same window as the store server) that counts messages: the floor under any MQTT consumer."""
     address = parse_broker_url(broker_url)
     run = uuid.uuid4().hex[:8]
     prefix = f"walkout-bench-{run}"
     received = 0
     done = threading.Event()
     messages = list(dataset.messages())
-    sub = make_client(address, f"bench-sub-{run}", persistent=False)
+    sub = make_client(address, f"bench-sub-{run}", persistent=False, protocol=5)
     connected = threading.Event()
 
     def on_message(*_: Any) -> None:
@@ -94,7 +94,7 @@ def bare_subscriber(dataset: Dataset, broker_url: str, progress: Progress | None
         connected.set()
 
     sub.on_connect = on_connect
-    sub.connect(address.host, address.port)
+    sub.connect(address.host, address.port, **connect_options(5, persistent=False))
     sub.loop_start()
     connected.wait(10)
     time.sleep(0.2)
