@@ -92,9 +92,10 @@ def write_dataset(
         tmp.chmod(0o755)  # mkdtemp makes it private; a dataset is meant to be shared
         count = 0
         # mtime=0 keeps the archive byte-identical for identical content (reproducible datasets).
-        with open(tmp / MESSAGES, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0
-        ) as gz:
+        with (
+            open(tmp / MESSAGES, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        ):
             last_t = float("-inf")
             for msg in messages:
                 if msg.t < last_t:
@@ -108,13 +109,7 @@ def write_dataset(
         (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / STORE).write_text(layout_text)
         (tmp / GROUND_TRUTH).write_text(json.dumps(ground_truth, indent=1) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        install_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -141,8 +136,7 @@ class Dataset:
             raise DatasetError(f"{path} is a file; a dataset is a directory holding {MANIFEST}")
         if not (path / MANIFEST).is_file():
             raise DatasetError(
-                f"{path} is not a Walkout dataset (no {MANIFEST}); point at the directory "
-                f"`walkout sim` wrote"
+                f"{path} is not a Walkout dataset (no {MANIFEST}); point at the directory `walkout sim` wrote"
             )
         try:
             manifest = json.loads((path / MANIFEST).read_text())
@@ -206,3 +200,17 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, scenario={self.manifest.get('scenario')!r})"
+
+
+def install_directory(src: Path, out: Path) -> None:
+    """Move a finished dataset directory to ``out``, replacing an older dataset there.
+
+    Two renames, so a reader sees the old dataset or the new one, never half of either.
+    """
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        src.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        src.rename(out)

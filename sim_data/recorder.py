@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import shutil
-import ssl
 import tempfile
 import threading
 import time
@@ -26,11 +24,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from edge.mqtt import BrokerAddress, make_client, parse_broker_url
-from sim_data.dataset import MANIFEST, DatasetError, SimMessage, write_dataset
+from edge.mqtt import MQTT5_ANSWER_S, BrokerAddress, connect_options, make_client, parse_broker_url
+from sim_data.dataset import MANIFEST, DatasetError, SimMessage, install_directory, write_dataset
 from store_server.domain.layout import LayoutError, load_layout
 
 logger = logging.getLogger(__name__)
@@ -155,17 +151,6 @@ def _check_target(out: Path) -> None:
         )
 
 
-def _install(src: Path, out: Path) -> None:
-    """Move a finished dataset directory to ``out``, replacing an older dataset there."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        src.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        src.rename(out)
-
-
 def record(
     broker_url: str,
     out_dir: str | Path,
@@ -217,27 +202,13 @@ def record(
     return result
 
 
-RECEIVE_MAXIMUM = 65535  # MQTT 5: messages the broker may send before our acknowledgements
-MQTT5_ANSWER_S = 3.0  # a 3.1.1-only broker (amqtt) does not answer an MQTT 5 CONNECT at all
-
-
 def _connect(address: BrokerAddress, prefix: str, spool: _Spool, version: int) -> _Connection:
     """A started client subscribed (or about to be) to ``prefix/#``; MQTT 5 or 3.1.1."""
     client_id = f"walkout-record-{uuid.uuid4().hex[:8]}"
     conn = _Connection()
-    if version == 5:
-        # MQTT 5 lets us raise the broker's window for us: Mosquitto otherwise keeps only 20 messages
-        # in flight and queues at most 1000 more for a subscriber, silently dropping QoS 1 messages
-        # beyond that when a flat-out publisher outruns the recorder.
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if address.username:
-            client.username_pw_set(address.username, address.password)
-        if address.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_queued_messages_set(0)
-    else:
-        client = make_client(address, client_id, persistent=False)
+    # MQTT 5 raises the broker's window for us (see edge.mqtt.connect_options): with 3.1.1 a
+    # flat-out publisher that outruns the recorder makes Mosquitto drop QoS 1 messages.
+    client = make_client(address, client_id, persistent=False, protocol=version)
     conn.client = client
 
     def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -265,12 +236,7 @@ def _connect(address: BrokerAddress, prefix: str, spool: _Spool, version: int) -
     client.on_message = on_message
     client.on_disconnect = on_disconnect
     try:
-        if version == 5:
-            props = Properties(PacketTypes.CONNECT)
-            props.ReceiveMaximum = RECEIVE_MAXIMUM
-            client.connect(address.host, address.port, keepalive=30, clean_start=True, properties=props)
-        else:
-            client.connect(address.host, address.port, keepalive=30)
+        client.connect(address.host, address.port, keepalive=30, **connect_options(version, persistent=False))
     except OSError as exc:
         raise RecordError(
             f"cannot reach the MQTT broker at {address} ({exc}); start one or pass --broker URL"
@@ -390,6 +356,6 @@ def _finish(
     staged = write_dataset(work / "dataset", manifest, layout_text, spool.sorted_messages(), truth)
     if spool.rejected:
         shutil.move(str(spool.rejected_path), staged / REJECTED)
-    _install(staged, out)
+    install_directory(staged, out)
     logger.info("recorded %d messages (%d rejected) -> %s", spool.count, spool.rejected, out)
     return RecordResult(out, spool.count, spool.rejected, wall_s, interrupted, spool.seq_gaps)
