@@ -35,12 +35,13 @@ def _fail(message: str, hint: str) -> None:
 def _print_catalog() -> None:
     table = Table(title="Walkout scenarios")
     for col in ("name", "status", "shoppers", "duration", "description"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for s in CATALOG:
         duration = f"{s.default_duration_s:g} s" if s.default_duration_s else "until all left"
         status = "[green]built[/green]" if s.built else "[yellow]planned[/yellow]"
         table.add_row(s.name, status, str(s.default_shoppers), duration, s.description)
     console.print(table)
+    console.print("fidelity: event (built); signal (raw load-cell samples and frames: planned)")
 
 
 def sim_command(
@@ -54,6 +55,9 @@ def sim_command(
         Path | None, typer.Option(help="dataset directory (default: datasets/sim-<scenario>-s<seed>)")
     ] = None,
     store: Annotated[Path, typer.Option(help="store layout YAML")] = DEMO_STORE,
+    fidelity: Annotated[
+        str, typer.Option(help="event: edge-level messages (built); signal: raw sensor signals (planned)")
+    ] = "event",
     list_: Annotated[bool, typer.Option("--list", help="list the scenarios and exit")] = False,
 ) -> None:
     """Simulate shoppers in a store and write an event-level dataset (messages + ground truth)."""
@@ -69,10 +73,16 @@ def sim_command(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=err_console, transient=True) as progress:
         task = progress.add_task(f"simulating {scenario!r} (seed {seed})", total=None)
+
+        def advance(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=f"{scenario} (seed {seed}): {stage}", total=total,
+                            completed=done)
+
         try:
-            result = simulate(layout, scenario, seed=seed, shoppers=shoppers, duration_s=duration)
+            result = simulate(layout, scenario, seed=seed, shoppers=shoppers, duration_s=duration,
+                              fidelity=fidelity, progress=advance)
         except ScenarioError as exc:
-            _fail(str(exc), "run `walkout sim --list` and pick a built scenario")
+            _fail(str(exc), "run `walkout sim --list` and pick a built scenario (fidelity: event)")
             return
         except ValueError as exc:
             _fail(str(exc), "check --shoppers and --duration")
@@ -94,8 +104,10 @@ def sim_command(
             return
     truth = result.ground_truth
     picks = sum(1 for e in truth["events"] if e["kind"] == "pick")
-    backs = len(truth["events"]) - picks
+    backs = sum(1 for e in truth["events"] if e["kind"] == "putback")
+    wrong = len(truth["events"]) - picks - backs
+    misplaced = f", {wrong} misplaced" if wrong else ""
     console.print(
-        f"{len(truth['sessions'])} sessions, {total} messages ({picks} picks, {backs} put-backs, "
+        f"{len(truth['sessions'])} sessions, {total} messages ({picks} picks, {backs} put-backs{misplaced}, "
         f"{result.duration_s:.0f} s) -> {path}"
     )

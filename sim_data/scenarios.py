@@ -102,7 +102,7 @@ class Stop:
     offset_m: float = 0.0  # where along the plate the shopper stands
     noise_z: tuple[float, float] = (0.0, 0.0)  # standard normals: this item's weight, the scale's noise
     confidence: float = 1.0  # the edge detector's confidence in the event
-    sync_delay_s: float | None = None  # crowded-shelf: hand on the shelf this long after the last mate arrives
+    sync_delay_s: float | None = None  # crowded-shelf: reach in this long after the last mate arrives
 
 
 @dataclass

@@ -105,9 +105,14 @@ def simulate(layout: StoreLayout, scenario: str = "basic", seed: int = 7, shoppe
     elif duration_s is None:
         duration_s = spec.default_duration_s
     plans = plan_scenario(scenario, layout, seed, shoppers, duration_s)
-    ctx = Ctx(layout, WalkGrid(layout), weight_noise=2.0 if spec.faults else 1.0)
-    people, events = schedule(ctx, plans, t0, keep_apart=True,
-                              progress=(lambda d, n: progress("planning shoppers", d, n)) if progress else None)
+    ctx = Ctx(layout, WalkGrid(layout), weight_noise=2.0 if spec.faults else 1.0,
+              clear_entry=scenario != "basic")
+
+    def planned(done: int, total: int) -> None:
+        if progress:
+            progress("planning shoppers", done, total)
+
+    people, events = schedule(ctx, plans, t0, keep_apart=True, progress=planned)
     t_end = max([s.motion.t_out + TAIL_S for s in people] + [t0 + (duration_s or TAIL_S)])
     t_end = _r(t_end)
 
@@ -131,7 +136,8 @@ def simulate(layout: StoreLayout, scenario: str = "basic", seed: int = 7, shoppe
     return SimResult(messages, truth, scenario, seed, layout.store_id, t0, t_end)
 
 
-def _sequence(layout: StoreLayout, streams: dict[str, list[Out]], progress: Progress | None) -> list[SimMessage]:
+def _sequence(layout: StoreLayout, streams: dict[str, list[Out]],
+              progress: Progress | None) -> list[SimMessage]:
     """Number each node's stream, validate every payload against the contract, merge by time."""
     rank = {n: i for i, n in enumerate(streams)}
     total = sum(len(s) for s in streams.values())
