@@ -144,6 +144,9 @@ def nearest_shopper(
     return ShopperMatch(best, best_d, confidence)
 
 
+MAX_RELATIVE_ERROR = 0.1
+
+
 @dataclass(frozen=True)
 class ItemGuess:
     sku: str
@@ -185,18 +188,25 @@ def guess_items(
         pool = dict.fromkeys(on_plates)
     else:
         pool = {sku: q for sku, q in (cart or {}).items() if q > 0}
-    scored: list[tuple[float, str, int]] = []
+    scored: list[tuple[float, str, int, float]] = []
     for sku, max_qty in pool.items():
         product = layout.products[sku]
         qty, z = _weight_score(magnitude, product.unit_weight_g, product.weight_std_g, noise_g, max_qty)
         penalty = 0.0 if sku in on_plates else 1.0  # a misplaced return is possible, less likely
-        scored.append((z * z + penalty, sku, qty))
+        relative_error = abs(magnitude - qty * product.unit_weight_g) / (qty * product.unit_weight_g)
+        scored.append((z * z + penalty, sku, qty, relative_error))
     if not scored:
         return None
     scored.sort()
-    cost, sku, qty = scored[0]
-    if cost > 25.0:  # five sigma away from anything that could be there
+    cost, sku, qty, relative_error = scored[0]
+    z_best = math.sqrt(max(0.0, cost))
+    # Beyond five sigma nothing fits, unless the weight is still within MAX_RELATIVE_ERROR of a whole
+    # number of items: real products vary more than their catalogue spread says. Such a guess goes
+    # in with a confidence that falls with the misfit, so staff get to review it.
+    if z_best > 5.0 and relative_error > MAX_RELATIVE_ERROR:
         return None
-    likelihoods = [math.exp(-c / 2) for c, _, _ in scored]
-    confidence = likelihoods[0] / sum(likelihoods)
+    likelihoods = [math.exp(-c / 2) for c, *_ in scored]
+    confidence = likelihoods[0] / sum(likelihoods) if sum(likelihoods) > 0 else 1.0 / len(scored)
+    if z_best > 3.0:
+        confidence *= 3.0 / z_best
     return ItemGuess(sku, qty, round(confidence, 4), misplaced=delta_g > 0 and sku not in on_plates)

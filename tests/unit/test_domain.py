@@ -89,3 +89,10 @@ def test_watermark_waits_for_the_slowest_live_node_and_not_for_dead_ones():
     assert wm.value() == 101.0
     wm.observe("cam", 130.0)  # shelf is now 28 s behind: stale, no longer waited for
     assert wm.value() == 130.0
+
+
+def test_a_weight_a_little_off_the_catalogue_is_still_taken_but_with_low_confidence(layout):
+    guess = guess_items(layout, ["P1"], -372.0, 0.5)  # 22 g over a 350 g can with std 3 g: 7 sigma, 6 %
+    assert (guess.sku, guess.quantity) == ("cola", 1)
+    assert guess.confidence < 0.5
+    assert guess_items(layout, ["P1"], -420.0, 0.5) is None  # 20 % off: not a can of cola
