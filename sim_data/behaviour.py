@@ -96,6 +96,11 @@ def _putback(layout: StoreLayout, rng: Rng, plan: ShopperPlan, stock: dict[str, 
         qty = 1
         if partial and pick.quantity > 1:
             qty = pick.quantity if rng.random() < 0.4 else int(rng.integers(1, pick.quantity))
+        # Never return more than is still in the cart (an item may already have been misplaced).
+        gone = sum(x.quantity for x in plan.stops if x.sku == pick.sku and x.action != "pick")
+        qty = min(qty, sum(x.quantity for x in plan.stops if x.sku == pick.sku and x.action == "pick") - gone)
+        if qty <= 0:
+            continue
         stock[pick.sku] += qty
         back = _stop(rng, pick.plate_id, pick.sku, "putback", qty)
         if rng.random() < 0.5:  # changed their mind on the spot

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,13 +38,19 @@ def runs(layout: StoreLayout) -> dict[str, SimResult]:
 
 
 def _tracks(result: SimResult) -> Ticks:
-    return [(m.t, {p["track_id"]: (p["x_m"], p["y_m"]) for p in m.payload["tracks"]})
-            for m in result.messages if m.payload["kind"] == "tracks"]
+    return [
+        (m.t, {p["track_id"]: (p["x_m"], p["y_m"]) for p in m.payload["tracks"]})
+        for m in result.messages
+        if m.payload["kind"] == "tracks"
+    ]
 
 
 def _by_id(result: SimResult, kind: str) -> dict[str, dict[str, Any]]:
-    return {f"{m.payload['node_id']}:{m.payload['seq']}": m.payload for m in result.messages
-            if m.payload["kind"] == kind}
+    return {
+        f"{m.payload['node_id']}:{m.payload['seq']}": m.payload
+        for m in result.messages
+        if m.payload["kind"] == kind
+    }
 
 
 def _during(ticks: Ticks, a: float, b: float) -> list[dict[str, tuple[float, float]]]:
@@ -98,8 +105,17 @@ def test_ground_truth_matches_the_messages(name: str, layout: StoreLayout, runs:
     sessions_of = {t: s["entry_msg_id"] for s in truth["sessions"] for t in s["track_ids"]}
     expected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for e in truth["events"]:
-        assert set(e) == {"msg_id", "t_start", "t_end", "kind", "sku", "quantity", "plate_ids", "track_id",
-                          "observable"}
+        assert set(e) == {
+            "msg_id",
+            "t_start",
+            "t_end",
+            "kind",
+            "sku",
+            "quantity",
+            "plate_ids",
+            "track_id",
+            "observable",
+        }
         sign = 1 if e["kind"] == "pick" else -1
         expected[sessions_of[e["track_id"]]][e["sku"]] += sign * e["quantity"]
         if e["observable"]:
@@ -116,8 +132,12 @@ def test_ground_truth_matches_the_messages(name: str, layout: StoreLayout, runs:
 @pytest.mark.parametrize("name", NEW)
 def test_a_detection_at_every_pick_and_putback(name: str, layout: StoreLayout, runs: Runs) -> None:
     result = runs[name]
-    dets = [(m.t, d) for m in result.messages if m.payload["kind"] == "detections"
-            for d in m.payload["detections"]]
+    dets = [
+        (m.t, d)
+        for m in result.messages
+        if m.payload["kind"] == "detections"
+        for d in m.payload["detections"]
+    ]
     assert len(dets) == len(result.ground_truth["events"])
     nodes = {m.payload["node_id"] for m in result.messages if m.payload["kind"] == "detections"}
     assert nodes == {"cam-ceiling"}
@@ -158,13 +178,18 @@ def test_misplaced_returns_land_on_a_foreign_plate(layout: StoreLayout, runs: Ru
         w = weights[e["msg_id"]]
         assert w["delta_g"] > 0 and layout.sku_on_plate[w["plate_ids"][0]] != e["sku"]
         assert e["quantity"] == 1
-        took = [p for p in result.ground_truth["events"] if p["kind"] == "pick" and p["sku"] == e["sku"]
-                and p["track_id"] == e["track_id"] and p["t_end"] < e["t_start"]]
+        took = [
+            p
+            for p in result.ground_truth["events"]
+            if p["kind"] == "pick"
+            and p["sku"] == e["sku"]
+            and p["track_id"] == e["track_id"]
+            and p["t_end"] < e["t_start"]
+        ]
         assert took
 
 
-def test_crowded_shelf_neighbours_close_but_the_taker_nearest(layout: StoreLayout,
-                                                              runs: Runs) -> None:
+def test_crowded_shelf_neighbours_close_but_the_taker_nearest(layout: StoreLayout, runs: Runs) -> None:
     result = runs["crowded-shelf"]
     ticks = _tracks(result)
     crowded = 0
@@ -177,16 +202,19 @@ def test_crowded_shelf_neighbours_close_but_the_taker_nearest(layout: StoreLayou
                 closest[tid] = min(closest.get(tid, math.inf), math.dist(p, plate))
         assert min(closest, key=lambda k: closest[k]) == e["track_id"], e
         mine = [tr[e["track_id"]] for tr in during]
-        others = [math.dist(me, p) for me, tr in zip(mine, during, strict=True)
-                  for tid, p in tr.items() if tid != e["track_id"]]
+        others = [
+            math.dist(me, p)
+            for me, tr in zip(mine, during, strict=True)
+            for tid, p in tr.items()
+            if tid != e["track_id"]
+        ]
         if others and min(others) <= 1.5:
             assert min(others) >= 0.45
             crowded += 1
     assert crowded >= 3
 
 
-def test_same_weight_picks_are_on_near_identical_neighbours(layout: StoreLayout,
-                                                            runs: Runs) -> None:
+def test_same_weight_picks_are_on_near_identical_neighbours(layout: StoreLayout, runs: Runs) -> None:
     hard = near_identical_plates(layout)
     assert {"g1-s3-p1", "g1-s3-p2"} <= hard  # the two cola cans, 2 g apart
     picks = [e for e in runs["same-weight"].ground_truth["events"] if e["kind"] == "pick"]
@@ -194,8 +222,7 @@ def test_same_weight_picks_are_on_near_identical_neighbours(layout: StoreLayout,
     assert sum(e["plate_ids"][0] in hard for e in picks) >= 0.6 * len(picks)
 
 
-def test_groups_enter_on_one_pass_and_pay_when_the_last_leaves(layout: StoreLayout,
-                                                               runs: Runs) -> None:
+def test_groups_enter_on_one_pass_and_pay_when_the_last_leaves(layout: StoreLayout, runs: Runs) -> None:
     result = runs["groups"]
     truth = result.ground_truth
     zone = next(g for g in layout.gates if g.direction == "entry").zone
@@ -279,12 +306,38 @@ def test_cli_lists_and_runs_scenarios(tmp_path: Any) -> None:
     assert listed.exit_code == 0
     assert all(name in listed.output for name in NEW) and "3600 s" in listed.output
     out = tmp_path / "g"
-    res = runner.invoke(app, ["sim", "--scenario", "groups", "--shoppers", "5", "--seed", "2",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app, ["sim", "--scenario", "groups", "--shoppers", "5", "--seed", "2", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     ds = Dataset.open(out)
     assert ds.manifest["scenario"] == "groups" and ds.ground_truth["scenario"] == "groups"
-    bad = runner.invoke(app, ["sim", "--scenario", "groups", "--fidelity", "signal",
-                              "--out", str(tmp_path / "x")])
+    bad = runner.invoke(
+        app, ["sim", "--scenario", "groups", "--fidelity", "signal", "--out", str(tmp_path / "x")]
+    )
     assert bad.exit_code == 2 and "--fidelity event" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "scenario", ["basic", "putbacks", "misplaced", "crowded-shelf", "same-weight", "groups", "sensor-faults"]
+)
+def test_every_scenario_writes_a_dataset_its_json_schema_accepts(scenario, tmp_path):
+    import jsonschema
+
+    from sim_data.dataset import Dataset, write_dataset
+    from store_server.settings import DEFAULT_STORE
+
+    schema = json.loads((Path(__file__).parents[2] / "sim_data/schemas/dataset.schema.json").read_text())
+    result = simulate(load_layout(DEFAULT_STORE), scenario, seed=5, shoppers=4)
+    data = Dataset.open(
+        write_dataset(
+            tmp_path / scenario,
+            result.manifest(),
+            DEFAULT_STORE.read_text(),
+            result.messages,
+            result.ground_truth,
+        )
+    )
+    jsonschema.validate(data.manifest, {**schema, **schema["$defs"]["manifest"]})
+    jsonschema.validate(data.ground_truth, {**schema, **schema["$defs"]["ground_truth"]})
