@@ -1,0 +1,139 @@
+"""The edge node's weight logic applied to a recorded or simulated message stream.
+
+Signal-level datasets (``walkout sim --fidelity signal``, the AutoCheckout importer) carry raw
+``samples``; the store server needs ``weight`` events. :func:`detect_stream` runs every shelf's
+samples through its own :class:`~edge.weight_detector.ShelfDetector`, exactly as a live edge node
+would, and emits the events as that node would publish them: ``ts`` = the time of the batch at
+which the event was decided, sequence numbers continuing the node's numbering. While a node only
+sends samples, a heartbeat per batch keeps its watermark moving once the samples are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge import contracts as c
+from edge.weight_detector import DetectedWeightChange, DetectorParams, ShelfDetector
+from store_server.domain.layout import StoreLayout
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_S = 0.2
+
+
+class MessageLike(Protocol):
+    t: float
+    topic: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    t: float
+    topic: str
+    payload: dict[str, Any]
+
+
+def weight_payload(
+    change: DetectedWeightChange, node_id: str, seq: int, gondola_id: str, shelf_id: str
+) -> dict[str, Any]:
+    """A contract-valid ``weight`` payload for one detected change."""
+    ts = math.ceil(round(change.decided_at * 1000, 6)) / 1000  # rounded up: never before the batch
+    t_end = min(round(change.t_end, 3), ts)
+    event = c.WeightEvent(
+        node_id=node_id,
+        seq=seq,
+        ts=ts,
+        gondola_id=gondola_id,
+        shelf_id=shelf_id,
+        plate_ids=list(change.plate_ids),
+        delta_g=round(change.delta_g, 2),
+        t_start=min(round(change.t_start, 3), t_end),
+        t_end=t_end,
+        noise_g=round(change.noise_g, 3),
+        confidence=round(change.confidence, 3),
+    )
+    return event.model_dump(mode="json")
+
+
+def detect_stream(
+    messages: Iterable[MessageLike],
+    layout: StoreLayout,
+    params: DetectorParams | None = None,
+    keep_samples: bool = False,
+    prefix: str = c.DEFAULT_PREFIX,
+) -> Iterator[StreamMessage]:
+    """Yield the stream with every node's ``samples`` turned into its detected ``weight`` events.
+
+    Nodes that send samples get their messages renumbered (their original ``weight`` events, once
+    samples are seen, are replaced by the detector's); every other message passes unchanged.
+    """
+    detectors: dict[tuple[str, str], ShelfDetector] = {}
+    seqs: dict[str, int] = {}
+    last_ts: dict[str, float] = {}
+    passed: dict[str, int] = {}  # highest seq a node used before its first samples
+
+    def emit(node: str, kind: str, ts: float, payload: dict[str, Any]) -> StreamMessage:
+        payload["seq"] = seqs[node]
+        seqs[node] += 1
+        last_ts[node] = ts
+        return StreamMessage(ts, c.topic(layout.store_id, node, kind, prefix), payload)
+
+    for msg in messages:
+        p = msg.payload
+        node, kind = p.get("node_id"), p.get("kind")
+        if not isinstance(node, str) or node not in seqs and kind != "samples":
+            if isinstance(node, str) and isinstance(p.get("seq"), int):
+                passed[node] = max(passed.get(node, -1), p["seq"])
+            yield StreamMessage(msg.t, msg.topic, p)
+            continue
+        seqs.setdefault(node, passed.get(node, -1) + 1)
+        if kind == "weight":
+            continue  # the detector's events replace the recorded ones
+        if kind != "samples":
+            yield emit(node, str(kind), msg.t, dict(p))
+            continue
+        key = (node, p["shelf_id"])
+        det = detectors.get(key)
+        if det is None:
+            det = detectors[key] = _detector(p, layout, params)
+        grams = np.asarray(p["grams"], dtype=np.float64)
+        if list(p["plate_ids"]) != det.plate_ids:
+            raise ValueError(f"samples of {node}/{p['shelf_id']} changed their plate_ids mid-stream")
+        changes = det.push(float(p["t0"]), grams)
+        ts = float(p["ts"])
+        if keep_samples:
+            yield emit(node, "samples", ts, dict(p))
+        for change in changes:
+            change = _at(change, ts)
+            yield emit(node, "weight", ts, weight_payload(change, node, 0, p["gondola_id"], p["shelf_id"]))
+        if not keep_samples and ts - last_ts.get(node, -1e18) >= HEARTBEAT_S - 1e-6:
+            yield emit(
+                node,
+                "heartbeat",
+                ts,
+                {"v": c.SCHEMA_VERSION, "kind": "heartbeat", "node_id": node, "seq": 0, "ts": ts},
+            )
+
+
+def _at(change: DetectedWeightChange, ts: float) -> DetectedWeightChange:
+    """Decided with this message: its ``ts`` is when the node would publish it."""
+    return replace(change, decided_at=max(ts, change.t_end))
+
+
+def _detector(payload: dict[str, Any], layout: StoreLayout, params: DetectorParams | None) -> ShelfDetector:
+    plates = list(payload["plate_ids"])
+    known = layout.shelves.get(payload["shelf_id"])
+    if known is not None and set(plates) - set(known[1].plates):
+        logger.warning(
+            "samples of shelf %s name plates the layout does not have: %s",
+            payload["shelf_id"],
+            sorted(set(plates) - set(known[1].plates)),
+        )
+    return ShelfDetector(plates, float(payload["rate_hz"]), params)

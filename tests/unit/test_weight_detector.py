@@ -1,0 +1,180 @@
+"""The streaming weight-event detector on synthesized load-cell signals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.weight_detector import DetectedWeightChange, DetectorParams, ShelfDetector, chain_neighbours
+from sensors.simulated import Change, Faults, Touch, synthesize_shelf
+from sim_data.signal import score_events
+
+PLATES = ["p1", "p2", "p3", "p4"]
+RATE = 60.0
+
+
+def run(
+    x: np.ndarray,
+    t0: float = 1000.0,
+    batch: int = 12,
+    plates: list[str] | None = None,
+    params: DetectorParams | None = None,
+) -> list[DetectedWeightChange]:
+    det = ShelfDetector(plates or PLATES, RATE, params)
+    out: list[DetectedWeightChange] = []
+    for i in range(0, x.shape[1], batch):
+        out += det.push(t0 + i / RATE, x[:, i : i + batch])
+    return out
+
+
+def shelf(changes: list[Change], seconds: float = 20.0, seed: int = 1, **kw: Any) -> np.ndarray:
+    _, x = synthesize_shelf(
+        PLATES, RATE, 1000.0, 1000.0 + seconds, changes, np.random.default_rng(seed), **kw
+    )
+    return x
+
+
+def test_a_single_pick_is_one_event_with_its_weight_and_times() -> None:
+    (ev,) = run(shelf([Change(1005.0, {"p2": -355.0}, 1.0)]))
+    assert ev.plate_ids == ("p2",)
+    assert ev.delta_g == pytest.approx(-355.0, abs=0.6)
+    assert 1004.9 <= ev.t_start <= 1005.3 and 1005.7 <= ev.t_end <= 1006.3
+    assert ev.t_end <= ev.decided_at <= ev.t_end + 1.5
+    assert 0.3 < ev.noise_g < 0.8 and ev.confidence > 0.95
+
+
+def test_a_put_back_is_positive() -> None:
+    (ev,) = run(shelf([Change(1005.0, {"p4": 60.0}, 0.7)]))
+    assert ev.plate_ids == ("p4",) and ev.delta_g == pytest.approx(60.0, abs=0.6)
+
+
+def test_an_item_on_two_plates_is_one_event() -> None:
+    (ev,) = run(shelf([Change(1005.0, {"p2": -140.0, "p3": -210.0}, 1.2)]))
+    assert ev.plate_ids == ("p2", "p3")
+    assert ev.delta_g == pytest.approx(-350.0, abs=0.8)
+    assert ev.plate_deltas == pytest.approx((-140.0, -210.0), abs=0.6)
+
+
+def test_simultaneous_picks_stay_separate_on_distant_and_on_neighbouring_plates() -> None:
+    events = run(
+        shelf(
+            [
+                Change(1005.0, {"p1": -200.0}, 1.0),
+                Change(1005.05, {"p4": -90.0}, 0.9),
+                Change(1010.0, {"p2": -300.0}, 1.1),
+                Change(1010.02, {"p3": -300.0}, 1.0),
+            ]
+        )
+    )
+    got = sorted((e.plate_ids, round(e.delta_g)) for e in events)
+    assert got == [(("p1",), -200), (("p2",), -300), (("p3",), -300), (("p4",), -90)]
+
+
+def test_plates_of_different_shelves_never_merge() -> None:
+    det = ShelfDetector(PLATES, RATE, neighbours=chain_neighbours(["s1", "s1", "s2", "s2"]))
+    x = shelf([Change(1005.0, {"p2": -100.0, "p3": -100.0}, 1.0)])
+    events = [e for i in range(0, x.shape[1], 12) for e in det.push(1000.0 + i / RATE, x[:, i : i + 12])]
+    assert sorted(e.plate_ids for e in events) == [("p2",), ("p3",)]
+
+
+def test_touches_and_slow_drift_make_no_event() -> None:
+    touches = [Touch(1002.0 + 3 * k, PLATES[k % 4], 0.1 + 0.1 * (k % 4), 20.0 + 60.0 * k) for k in range(6)]
+    assert run(shelf([], seconds=25.0, touches=touches)) == []
+    assert run(shelf([], seconds=120.0, drift_g_per_min=[8.0, -8.0, 3.0, 0.0])) == []
+
+
+def test_noisy_cells_still_give_small_items_and_estimate_their_noise() -> None:
+    x = shelf(
+        [Change(1010.0, {"p1": -45.0}, 0.8), Change(1015.0, {"p3": 45.0}, 0.8)],
+        seconds=25.0,
+        noise_g=[2.0, 0.5, 2.0, 0.5],
+    )
+    det = ShelfDetector(PLATES, RATE)
+    events = [e for i in range(0, x.shape[1], 12) for e in det.push(1000.0 + i / RATE, x[:, i : i + 12])]
+    assert [(e.plate_ids, round(e.delta_g / 5)) for e in events] == [(("p1",), -9), (("p3",), 9)]
+    assert det.noise_g == pytest.approx([2.0, 0.5, 2.0, 0.5], rel=0.25)
+
+
+def test_dropouts_dead_plates_and_spikes_do_not_make_events() -> None:
+    x = shelf(
+        [Change(1005.0, {"p2": -120.0}, 1.0)],
+        seconds=30.0,
+        faults=Faults(dead={"p4": 0.0}, dropout=0.05, spikes_per_min=6.0),
+    )
+    x[1, 200:203] = np.nan  # missing readings
+    (ev,) = run(x)
+    assert ev.plate_ids == ("p2",) and ev.delta_g == pytest.approx(-120.0, abs=1.0)
+
+
+def test_batch_size_does_not_change_the_result() -> None:
+    x = shelf([Change(1004.0, {"p1": -500.0}, 1.3), Change(1009.0, {"p3": 75.0, "p4": 75.0}, 0.9)])
+    a = [(e.plate_ids, round(e.delta_g, 6), round(e.t_start, 6), round(e.t_end, 6)) for e in run(x, batch=12)]
+    b = [(e.plate_ids, round(e.delta_g, 6), round(e.t_start, 6), round(e.t_end, 6)) for e in run(x, batch=60)]
+    assert a == b and len(a) == 2
+
+
+def _random_day(rng: np.random.Generator, plates: list[str], seconds: float) -> list[Change]:
+    changes: list[Change] = []
+    busy_until = dict.fromkeys(range(len(plates)), 0.0)
+    t = 2.0
+    while t < seconds - 4.0:
+        t += float(rng.exponential(1.2))
+        p = int(rng.integers(len(plates)))
+        group = [p, p + 1] if rng.random() < 0.1 and p + 1 < len(plates) else [p]
+        if any(busy_until[q] > t for q in group) or t > seconds - 4.0:
+            continue
+        dur = float(rng.uniform(0.5, 1.5))
+        grams = float(rng.uniform(45.0, 1500.0)) * (1 if rng.random() < 0.2 else -1)
+        share = float(rng.uniform(0.3, 0.7)) if len(group) == 2 else 1.0
+        deltas: dict[str | int, float] = {plates[group[0]]: grams * share}
+        if len(group) == 2:
+            deltas[plates[group[1]]] = grams * (1 - share)
+        changes.append(Change(1000.0 + t, deltas, dur))
+        for q in group:
+            busy_until[q] = t + dur + 2.5
+    return changes
+
+
+@pytest.mark.parametrize("noise_g", [0.5, 1.0])
+def test_precision_recall_and_weight_error_over_many_random_events(noise_g: float) -> None:
+    rng = np.random.default_rng(int(noise_g * 10))
+    plates = [f"p{i}" for i in range(12)]
+    seconds = 240.0
+    changes = _random_day(rng, plates, seconds)
+    _, x = synthesize_shelf(
+        plates,
+        RATE,
+        1000.0,
+        1000.0 + seconds,
+        changes,
+        rng,
+        noise_g=noise_g,
+        drift_g_per_min=2.0,
+        touches=40,
+        creep=0.0,
+    )
+    events = run(x, plates=plates)
+    truth = {
+        "events": [
+            {"t_start": c.t, "t_end": c.t + c.duration_s, "plate_ids": list(c.deltas)} for c in changes
+        ]
+    }
+    score = score_events([asdict(e) for e in events], truth, [sum(c.deltas.values()) for c in changes])
+    assert len(changes) >= 150
+    assert score["precision"] >= 0.99 and score["recall"] >= 0.99, score
+    assert score["exact_plates"] >= 0.99, score
+    # The change is a difference of two averages of ~30 samples: its error is well inside the noise.
+    assert score["weight_error_g"]["rms"] <= noise_g * math.sqrt(2 / 30) * 2.0, score
+    assert score["weight_error_g"]["max"] <= noise_g * 1.5, score
+
+
+def test_bad_input_is_refused() -> None:
+    det = ShelfDetector(PLATES, RATE)
+    with pytest.raises(ValueError, match=r"shape \(4, n\)"):
+        det.push(0.0, np.zeros((3, 12)))
+    with pytest.raises(ValueError, match="at least one plate"):
+        ShelfDetector([], RATE)
