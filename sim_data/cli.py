@@ -41,7 +41,8 @@ def _print_catalog() -> None:
         status = "[green]built[/green]" if s.built else "[yellow]planned[/yellow]"
         table.add_row(s.name, status, str(s.default_shoppers), duration, s.description)
     console.print(table)
-    console.print("fidelity: event (built); signal (raw load-cell samples and frames: planned)")
+    console.print("fidelity: event (what edge nodes publish); signal (raw 60 Hz load-cell samples instead of "
+                  "weight events; camera frames: planned)")
 
 
 def sim_command(
@@ -56,7 +57,7 @@ def sim_command(
     ] = None,
     store: Annotated[Path, typer.Option(help="store layout YAML")] = DEMO_STORE,
     fidelity: Annotated[
-        str, typer.Option(help="event: edge-level messages (built); signal: raw sensor signals (planned)")
+        str, typer.Option(help="event: edge-level messages; signal: raw 60 Hz load-cell samples")
     ] = "event",
     list_: Annotated[bool, typer.Option("--list", help="list the scenarios and exit")] = False,
 ) -> None:
@@ -82,7 +83,7 @@ def sim_command(
             result = simulate(layout, scenario, seed=seed, shoppers=shoppers, duration_s=duration,
                               fidelity=fidelity, progress=advance)
         except ScenarioError as exc:
-            _fail(str(exc), "run `walkout sim --list` and pick a built scenario (fidelity: event)")
+            _fail(str(exc), "run `walkout sim --list` and pick a built scenario (fidelity: event or signal)")
             return
         except ValueError as exc:
             _fail(str(exc), "check --shoppers and --duration")

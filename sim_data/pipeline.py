@@ -62,6 +62,16 @@ def charged_items(server: StoreServer, truth_sessions: list[dict[str, Any]]) -> 
     return out
 
 
+def edge_messages(dataset: Dataset) -> Iterable[Any]:
+    """What the store's edge nodes would publish: a signal-level dataset's raw load-cell samples go
+    through the edge weight-event detector first, exactly as an edge node would run it."""
+    if dataset.manifest.get("fidelity") == "signal":
+        from edge.signal_pipeline import detect_stream
+
+        return detect_stream(dataset.messages(), dataset.layout)
+    return dataset.messages()
+
+
 class StoreUnderTest:
     """A store server on its own database and topic prefix, its accounts opened, a publisher ready.
 
@@ -172,7 +182,7 @@ def run_dataset(
     dataset = Dataset.open(path)
     with StoreUnderTest(dataset, broker_url, database_url) as store:
         total = int(dataset.manifest.get("message_count", 0))
-        store.publish(dataset.messages(), speed, progress, total)
+        store.publish(edge_messages(dataset), speed, progress, total)
         store.publisher.flush()
         store.wait_for_exits(timeout_s, progress)
         return store.metrics()

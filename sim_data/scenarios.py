@@ -65,12 +65,7 @@ def available() -> list[str]:
 
 def get_scenario(name: str, fidelity: str = "event") -> Scenario:
     """The built scenario called ``name``, or a ScenarioError saying what to use instead."""
-    if fidelity != "event":
-        if fidelity in FIDELITIES:
-            raise ScenarioError(
-                f"fidelity {fidelity!r} (raw load-cell samples and camera frames) is planned, not built "
-                "yet; use --fidelity event"
-            )
+    if fidelity not in FIDELITIES:
         raise ScenarioError(f"unknown fidelity {fidelity!r}; expected one of {', '.join(FIDELITIES)}")
     for s in CATALOG:
         if s.name == name:

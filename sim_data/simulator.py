@@ -46,6 +46,7 @@ class SimResult:
     store_id: str
     t0: float
     t_end: float
+    fidelity: str = "event"
 
     @property
     def duration_s(self) -> float:
@@ -54,7 +55,7 @@ class SimResult:
     def manifest(self, source: str = "sim") -> dict[str, Any]:
         """Manifest fields known to the simulator (dataset.write_dataset adds the rest)."""
         return {"source": source, "scenario": self.scenario, "seed": self.seed, "store_id": self.store_id,
-                "t0": self.t0, "duration_s": self.duration_s, "fidelity": "event"}
+                "t0": self.t0, "duration_s": self.duration_s, "fidelity": self.fidelity}
 
 
 def _with_heartbeats(events: list[Out], node: str, t0: float, t_end: float) -> list[Out]:
@@ -133,7 +134,15 @@ def simulate(layout: StoreLayout, scenario: str = "basic", seed: int = 7, shoppe
         streams[cam[0].node] = cam
     messages = _sequence(layout, streams, progress)
     truth = _ground_truth(layout, scenario, t0, people, events, faults if spec.faults else None)
-    return SimResult(messages, truth, scenario, seed, layout.store_id, t0, t_end)
+    if fidelity == "signal":
+        # Shelf nodes publish raw load-cell samples instead of weight events (edge.weight_detector
+        # turns them back into events in `walkout run`, as an edge node would).
+        from sim_data.signal import to_signal_level
+
+        if progress:
+            progress("synthesizing load-cell signals", 0, 1)
+        messages = to_signal_level(messages, truth, layout, seed=seed, faults=spec.faults)
+    return SimResult(messages, truth, scenario, seed, layout.store_id, t0, t_end, fidelity)
 
 
 def _sequence(layout: StoreLayout, streams: dict[str, list[Out]],

@@ -290,9 +290,14 @@ def test_sensor_faults(layout: StoreLayout, runs: Runs) -> None:
     assert faults["dropped_track_points"] == 0.05 and present > 0
 
 
-def test_signal_fidelity_is_refused(layout: StoreLayout) -> None:
-    with pytest.raises(ScenarioError, match="fidelity 'signal'.*not built yet; use --fidelity event"):
-        simulate(layout, "putbacks", fidelity="signal")
+def test_signal_fidelity_replaces_weight_events_with_raw_samples(layout: StoreLayout) -> None:
+    event = simulate(layout, "putbacks", seed=4, shoppers=2)
+    signal = simulate(layout, "putbacks", seed=4, shoppers=2, fidelity="signal")
+    assert signal.manifest()["fidelity"] == "signal" and signal.ground_truth == event.ground_truth
+    kinds = {m.payload["kind"] for m in signal.messages}
+    assert "samples" in kinds and "weight" not in kinds
+    for m in signal.messages[:200]:
+        parse(m.topic, json.dumps(m.payload))
     with pytest.raises(ScenarioError, match="unknown fidelity"):
         simulate(layout, "putbacks", fidelity="pixels")
 
@@ -313,9 +318,9 @@ def test_cli_lists_and_runs_scenarios(tmp_path: Any) -> None:
     ds = Dataset.open(out)
     assert ds.manifest["scenario"] == "groups" and ds.ground_truth["scenario"] == "groups"
     bad = runner.invoke(
-        app, ["sim", "--scenario", "groups", "--fidelity", "signal", "--out", str(tmp_path / "x")]
+        app, ["sim", "--scenario", "groups", "--fidelity", "pixels", "--out", str(tmp_path / "x")]
     )
-    assert bad.exit_code == 2 and "--fidelity event" in bad.output
+    assert bad.exit_code == 2 and "unknown fidelity" in bad.output
     assert not (tmp_path / "x").exists()
 
 
