@@ -20,8 +20,8 @@ pytestmark = pytest.mark.e2e
 EXACT = ["putbacks", "misplaced", "crowded-shelf", "same-weight", "groups"]
 
 
-def dataset(tmp_path, scenario: str, seed: int = 7):
-    result = simulate(load_layout(DEFAULT_STORE), scenario, seed=seed)
+def dataset(tmp_path, scenario: str, seed: int = 7, fidelity: str = "event"):
+    result = simulate(load_layout(DEFAULT_STORE), scenario, seed=seed, fidelity=fidelity)
     return write_dataset(
         tmp_path / scenario,
         result.manifest(),
@@ -48,3 +48,11 @@ def test_sensor_faults_only_miss_what_no_sensor_saw(mosquitto_url, tmp_path):
     for mismatch in metrics["mismatches"]:
         assert {p["sku"] for p in mismatch["problems"]} <= unseen, mismatch
     assert metrics["exact_receipts"] >= 0.75
+
+
+@pytest.mark.parametrize("scenario", ["basic", "crowded-shelf", "same-weight"])
+def test_signal_level_receipts_are_exact_through_the_edge_detector(scenario, mosquitto_url, tmp_path):
+    """Raw 60 Hz load-cell samples -> the edge weight-event detector -> MQTT -> receipts."""
+    path, _ = dataset(tmp_path, scenario, fidelity="signal")
+    metrics = run_dataset(path, mosquitto_url, timeout_s=60)
+    assert metrics["exact_receipts"] == 1.0, metrics["mismatches"]
