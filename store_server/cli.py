@@ -30,6 +30,10 @@ accounts_app = typer.Typer(help="Shopper accounts of the built-in ledger.", no_a
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
+users_app = typer.Typer(
+    help="People who sign in: staff and admins (shoppers sign up in the app).", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
 import_app = typer.Typer(help="Import public recordings as Walkout datasets.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 config_app.command("check")(config_check_command)
@@ -92,6 +96,50 @@ def accounts_open(
         token, name or token, email, balance_cents=balance_cents, credit_limit_cents=credit_limit_cents
     )
     console.print(f"account {token} is open")
+
+
+@users_app.command("create-staff")
+def users_create_staff(
+    email: str,
+    role: Annotated[str, typer.Option(help="staff or admin")] = "staff",
+    name: Annotated[str, typer.Option(help="Shown on the dashboard")] = "",
+) -> None:
+    """Create a staff (or admin) account. The password comes from WALKOUT_NEW_PASSWORD or a prompt."""
+    import os
+
+    from store_server.bootstrap import bootstrap
+    from store_server.domain.accounts import AccountError, Role
+
+    if role not in ("staff", "admin"):
+        _fail("--role is staff or admin")
+    password = os.environ.get("WALKOUT_NEW_PASSWORD") or typer.prompt(
+        "Password (10+ characters)", hide_input=True, confirmation_prompt=True
+    )
+    server = bootstrap(Settings())
+    try:
+        assert server.web is not None
+        user = server.web.people.create_staff(email, name, password, Role(role))
+    except AccountError as exc:
+        _fail(str(exc))
+    finally:
+        server.stop()
+    console.print(f"{user.role.value} account {user.email} created")
+
+
+def _demo_people(server: Any) -> list[str]:
+    """Demo accounts with fresh random passwords, shown once and kept in var/demo-credentials.txt."""
+    from store_server.service.accounts import provision_demo_users
+
+    assert server.web is not None
+    lines = [
+        f"{role.value:<8} {email}  password: {password}"
+        for email, password, role in provision_demo_users(server.web.people)
+    ]
+    path = Path("var/demo-credentials.txt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return lines
 
 
 def _serve_http(server: Any, host: str, port: int) -> Any:
@@ -182,9 +230,14 @@ def demo(
     publisher = Publisher(parse_broker_url(broker_url), server.layout.store_id, "walkout-demo-edge").connect()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    people = "\n    ".join(_demo_people(server))
+    base = f"http://{settings.http_host}:{port}"
     console.print(
-        f"Walkout demo: {server.layout.name}\n  API  http://{settings.http_host}:{port}/docs\n"
-        f"  MQTT {broker_url}\n  receipts appear below as simulated shoppers leave (Ctrl-C stops)"
+        f"Walkout demo: {server.layout.name}\n  Dashboard   {base}/staff\n  Shopper app {base}/app "
+        f"(open it phone-sized)\n  API  {base}/docs\n  MQTT {broker_url}\n"
+        f"  Sign in with (also in var/demo-credentials.txt):\n    {people}\n"
+        "  receipts appear below as simulated shoppers leave (Ctrl-C stops)",
+        markup=False,
     )
     try:
         run_live_edge(server.layout, publisher, stop, seed, lambda truth: provision_accounts(server, truth))

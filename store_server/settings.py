@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +38,25 @@ class Settings(BaseSettings):
     assign_window_s: float = Field(0.5, description="track evidence kept around a weight event")
     exit_grace_s: float = Field(0.8, description="wait after an exit gate pass for the last shelf events")
     reach_m: float = Field(1.5, description="furthest a shopper can stand from a plate they take from")
+    # -- people, access and review (issue 6; see docs/WEB.md) -----------------------------------
+    secret_key: SecretStr | None = Field(
+        None,
+        description="signs entry codes and session cookies; unset = generated once into secret_key_file",
+    )
+    secret_key_file: Path = Field(Path("var/secret.key"), description="where a generated key is kept")
+    accept_raw_account_tokens: bool = Field(
+        True,
+        description="a gate pass may carry a bare ledger token (simulator, importers); OFF in production",
+    )
+    entry_code_ttl_s: float = Field(120.0, description="life of an entry code, seconds of event time")
+    review_below_confidence: float = Field(
+        0.6, description="a cart change less confident than this also opens a review item"
+    )
+    auto_refund_max_cents: int = Field(
+        500, description="a disputed line up to this amount is refunded at once; above: staff review"
+    )
+    web_session_ttl_s: float = Field(12 * 3600.0, description="how long a sign-in lasts")
+    cookie_secure: bool = Field(False, description="send the session cookie over HTTPS only (production)")
+    shopper_credit_limit_cents: int = Field(
+        2000, description="credit a new shopper account may go below zero"
+    )

@@ -11,8 +11,9 @@ import copy
 import dataclasses
 from typing import Any
 
-from store_server.backend.api import OrderIn, OrderOut, StockLevel
+from store_server.backend.api import OrderAdjustmentIn, OrderIn, OrderOut, StockLevel
 from store_server.domain.receipt import Receipt
+from store_server.domain.review import ReceiptCorrection, ReviewItem, ReviewStatus
 from store_server.domain.session import SessionState, ShopperSession
 from store_server.service.ports import ChargeResult, DeadLetter, InboxRow, OutboxItem
 
@@ -160,6 +161,56 @@ class FakeDeadLetters:
         return len(self.letters)
 
 
+class FakeReviews:
+    """Review queue and receipt corrections in memory (issue 6)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, ReviewItem] = {}
+        self.corrections: dict[str, ReceiptCorrection] = {}
+
+    def add(self, item: ReviewItem) -> bool:
+        if item.id in self.by_id:
+            return False
+        self.by_id[item.id] = copy.deepcopy(item)
+        return True
+
+    def get(self, review_id: str) -> ReviewItem | None:
+        found = self.by_id.get(review_id)
+        return copy.deepcopy(found) if found else None
+
+    def list(self, status: ReviewStatus | None = None, limit: int = 100) -> list[ReviewItem]:
+        found = [r for r in self.by_id.values() if status is None or r.status == status]
+        found.sort(key=lambda r: (-r.created_at, r.id))
+        return [copy.deepcopy(r) for r in found[:limit]]
+
+    def for_sessions(self, session_ids: list[str]) -> list[ReviewItem]:
+        found = [r for r in self.by_id.values() if r.session_id in session_ids]
+        return [copy.deepcopy(r) for r in sorted(found, key=lambda r: (r.created_at, r.id))]
+
+    def save(self, item: ReviewItem) -> None:
+        self.by_id[item.id] = copy.deepcopy(item)
+
+    def add_correction(self, correction: ReceiptCorrection) -> None:
+        self.corrections.setdefault(correction.id, correction)
+
+    def corrections_for(self, receipt_ids: list[str]) -> list[ReceiptCorrection]:
+        return [c for c in self.corrections.values() if c.receipt_id in receipt_ids]
+
+    def pending_corrections(self) -> list[ReceiptCorrection]:
+        return [c for c in self.corrections.values() if c.status == "pending"]
+
+    def set_correction_status(self, correction_id: str, status: str) -> None:
+        self.corrections[correction_id] = dataclasses.replace(self.corrections[correction_id], status=status)
+
+
+class FakeEntryCodes:
+    def __init__(self) -> None:
+        self.used: dict[str, str] = {}
+
+    def use(self, nonce: str, account_token: str, session_id: str, used_at: float) -> str:
+        return self.used.setdefault(nonce, session_id)
+
+
 class FakeUnitOfWork:
     """One shared in-memory database. Leaving the ``with`` block (or rollback) restores the state of
     the last commit, so a handler that forgets to commit loses its writes, as it would with SQL."""
@@ -169,6 +220,8 @@ class FakeUnitOfWork:
     receipts: FakeReceipts
     outbox: FakeOutbox
     dead_letters: FakeDeadLetters
+    reviews: FakeReviews
+    entry_codes: FakeEntryCodes
 
     def __init__(self) -> None:
         self.inbox = FakeInbox()
@@ -176,6 +229,8 @@ class FakeUnitOfWork:
         self.receipts = FakeReceipts()
         self.outbox = FakeOutbox()
         self.dead_letters = FakeDeadLetters()
+        self.reviews = FakeReviews()
+        self.entry_codes = FakeEntryCodes()
         self.commits = 0
         self.rollbacks = 0
         self._committed = self._state()
@@ -200,7 +255,7 @@ class FakeUnitOfWork:
             vars(getattr(self, name)).update(state)
 
     def _state(self) -> dict[str, dict[str, Any]]:
-        names = ("inbox", "sessions", "receipts", "outbox", "dead_letters")
+        names = ("inbox", "sessions", "receipts", "outbox", "dead_letters", "reviews", "entry_codes")
         return {name: copy.deepcopy(vars(getattr(self, name))) for name in names}
 
 
@@ -256,6 +311,7 @@ class FakeBackend:
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.orders: dict[str, OrderOut] = {}
         self.stock: dict[tuple[str, str], int] = {}
+        self.adjustments: dict[str, OrderAdjustmentIn] = {}
         self.place_calls = 0
         self.fail: Exception | None = None  # set to simulate the backend being down
         self._clock = clock or FakeClock()
@@ -276,6 +332,16 @@ class FakeBackend:
 
     def get_order(self, order_id: str) -> OrderOut | None:
         return self.orders.get(order_id)
+
+    def adjust_order(self, adjustment: OrderAdjustmentIn) -> bool:
+        if adjustment.adjustment_id in self.adjustments:
+            return False
+        self.adjustments[adjustment.adjustment_id] = adjustment
+        for line in adjustment.lines:
+            key = (adjustment.store_id, line.sku)
+            if key in self.stock:
+                self.stock[key] = max(0, self.stock[key] - line.quantity)
+        return True
 
     def list_orders(self, store_id: str, limit: int = 100) -> list[OrderOut]:
         found = [o for o in self.orders.values() if o.store_id == store_id]

@@ -189,3 +189,75 @@ charge_attempts = Table(
     Column("created_at", Double, nullable=False),
     Index("ix_charge_attempts_key", "idempotency_key"),
 )
+
+# -- people, access and the review queue (migration 0003) ------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-case
+    Column("name", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # shopper | staff | admin
+    Column("password_hash", Text, nullable=False),  # argon2id, never the password
+    Column("account_token", String(128), nullable=True, unique=True),  # a shopper's ledger account
+    Column("created_at", Double, nullable=False),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    # sha256 of the random token in the cookie: a leaked table does not let anyone in.
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Index("ix_web_sessions_user", "user_id"),
+)
+
+entry_code_uses = Table(
+    "entry_code_uses",
+    metadata,
+    Column("nonce", String(64), primary_key=True),  # single use: a second gate pass hits this key
+    Column("account_token", String(128), nullable=False),
+    Column("session_id", String(128), nullable=False),
+    Column("used_at", Double, nullable=False),  # event time of the gate pass
+)
+
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", String(200), primary_key=True),  # deterministic from the evidence: rv-<kind>-<event>
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),  # event time
+    Column("event_id", String(160), nullable=False),
+    Column("session_id", String(128), nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("applied", JSON, nullable=True),  # {session_id, sku, quantity} the decision put in a cart
+    Column("resolution", JSON, nullable=False),
+    Column("resolved_by", String(320), nullable=True),
+    Column("resolved_at", Double, nullable=True),  # wall clock, audit only
+    Index("ix_review_items_status_created", "status", "created_at"),
+    Index("ix_review_items_session", "session_id"),
+)
+
+receipt_corrections = Table(
+    "receipt_corrections",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("receipt_id", String(128), ForeignKey("receipts.id"), nullable=False),
+    Column("review_id", String(200), nullable=False),
+    Column("lines", JSON, nullable=False),  # [{sku, name, quantity, amount_cents}], signed
+    Column("total_before_cents", BigInteger, nullable=False),
+    Column("total_after_cents", BigInteger, nullable=False),
+    Column("refund_cents", BigInteger, nullable=False),  # > 0 refunded, < 0 charged on top
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | refunded | charged | declined | none
+    Column("note", Text, nullable=False, default=""),
+    Column("created_at", Double, nullable=False),
+    Index("ix_receipt_corrections_receipt", "receipt_id"),
+    Index("ix_receipt_corrections_status", "status"),
+    Index("ix_receipt_corrections_review", "review_id"),
+)

@@ -15,12 +15,15 @@ from store_server.adapters.repositories import (
     SqlAlchemyReceiptRepository,
     SqlAlchemySessionRepository,
 )
+from store_server.adapters.reviews import SqlAlchemyEntryCodeRepository, SqlAlchemyReviewRepository
 from store_server.service.ports import (
     Clock,
     DeadLetterRepository,
+    EntryCodeRepository,
     InboxRepository,
     OutboxRepository,
     ReceiptRepository,
+    ReviewRepository,
     SessionRepository,
 )
 
@@ -44,6 +47,8 @@ class SqlAlchemyUnitOfWork:
     receipts: ReceiptRepository
     outbox: OutboxRepository
     dead_letters: DeadLetterRepository
+    reviews: ReviewRepository
+    entry_codes: EntryCodeRepository
 
     def __init__(self, session_factory: sessionmaker[Session], clock: Clock | None = None) -> None:
         self._session_factory = session_factory
@@ -61,6 +66,8 @@ class SqlAlchemyUnitOfWork:
         self.receipts = SqlAlchemyReceiptRepository(session, now)
         self.outbox = SqlAlchemyOutboxRepository(session, now)
         self.dead_letters = SqlAlchemyDeadLetterRepository(session)
+        self.reviews = SqlAlchemyReviewRepository(session, now)  # issue 6: review queue
+        self.entry_codes = SqlAlchemyEntryCodeRepository(session)  # issue 6: single-use entry codes
         self._token = set_ambient_session(session)
         return self
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from store_server.domain.receipt import Receipt
+from store_server.domain.review import ReceiptCorrection
 from store_server.domain.session import ShopperSession
 
 
@@ -47,6 +48,25 @@ class ReceiptLinePublic(BaseModel):
     tax_class: str
 
 
+class CorrectionLinePublic(BaseModel):
+    sku: str
+    name: str
+    quantity: int
+    amount_cents: int
+
+
+class ReceiptCorrectionPublic(BaseModel):
+    """A change to an issued receipt (staff review or dispute): refund > 0 went back to the shopper."""
+
+    id: str
+    review_id: str
+    lines: list[CorrectionLinePublic]
+    total_before_cents: int
+    total_after_cents: int
+    refund_cents: int
+    status: str
+
+
 class ReceiptPublic(BaseModel):
     id: str
     session_id: str
@@ -60,6 +80,8 @@ class ReceiptPublic(BaseModel):
     payment_status: str
     charge_id: str | None
     decline_reason: str | None
+    corrections: list[ReceiptCorrectionPublic] = []
+    adjusted_total_cents: int | None = None
 
 
 class DeadLetterPublic(BaseModel):
@@ -107,8 +129,9 @@ def session_public(s: ShopperSession, names: dict[str, str], detail: bool = Fals
     return SessionDetail(**base, changes=changes)
 
 
-def receipt_public(r: Receipt) -> ReceiptPublic:
+def receipt_public(r: Receipt, corrections: list[ReceiptCorrection] | None = None) -> ReceiptPublic:
     b = r.bill
+    mine = [c for c in corrections or [] if c.receipt_id == r.id]
     return ReceiptPublic(
         id=r.id,
         session_id=r.session_id,
@@ -132,4 +155,17 @@ def receipt_public(r: Receipt) -> ReceiptPublic:
         payment_status=r.payment_status,
         charge_id=r.charge_id,
         decline_reason=r.decline_reason,
+        corrections=[
+            ReceiptCorrectionPublic(
+                id=c.id,
+                review_id=c.review_id,
+                lines=[CorrectionLinePublic(**ln) for ln in c.lines],
+                total_before_cents=c.total_before_cents,
+                total_after_cents=c.total_after_cents,
+                refund_cents=c.refund_cents,
+                status=c.status,
+            )
+            for c in mine
+        ],
+        adjusted_total_cents=mine[-1].total_after_cents if mine else b.total_cents,
     )

@@ -45,6 +45,23 @@ class OrderOut(OrderIn):
     created_at: float = Field(description="when the backend stored the order (its wall clock)")
 
 
+class AdjustmentLineIn(_Schema):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(description="signed: - returned by the shopper (back to stock), + added")
+    amount_cents: int = Field(description="signed change of the line amount")
+
+
+class OrderAdjustmentIn(_Schema):
+    """A change to a placed order after the fact (a staff correction or a refunded dispute)."""
+
+    adjustment_id: str = Field(min_length=1, max_length=200, description="idempotency key")
+    order_id: str = Field(min_length=1, max_length=128)
+    store_id: str = Field(min_length=1, max_length=64)
+    lines: list[AdjustmentLineIn]
+    total_delta_cents: int
+    reason: str = ""
+
+
 class StockLevel(_Schema):
     store_id: str
     sku: str
@@ -57,6 +74,10 @@ class OrderBackend(Protocol):
         returns the stored order and changes nothing."""
 
     def get_order(self, order_id: str) -> OrderOut | None: ...
+
+    def adjust_order(self, adjustment: OrderAdjustmentIn) -> bool:
+        """Record a correction of a placed order and move its quantities on the stock. Idempotent on
+        ``adjustment_id``: True the first time, False for a repeat (nothing changes)."""
 
     def list_orders(self, store_id: str, limit: int = 100) -> list[OrderOut]:
         """Newest first (by placed_at)."""

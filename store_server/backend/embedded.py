@@ -12,8 +12,13 @@ from sqlalchemy import Select, case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store_server.adapters.db import dialect_insert
-from store_server.backend.api import OrderIn, OrderLineIn, OrderOut, StockLevel
-from store_server.backend.tables import backend_order_lines, backend_orders, backend_stock
+from store_server.backend.api import OrderAdjustmentIn, OrderIn, OrderLineIn, OrderOut, StockLevel
+from store_server.backend.tables import (
+    backend_order_adjustments,
+    backend_order_lines,
+    backend_orders,
+    backend_stock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,46 @@ class EmbeddedBackend:
     def get_order(self, order_id: str) -> OrderOut | None:
         with self._sessions() as s:
             return self._get(s, order_id)
+
+    def adjust_order(self, adjustment: OrderAdjustmentIn) -> bool:
+        with self._sessions() as s:
+            stmt = (
+                dialect_insert(s, backend_order_adjustments)
+                .values(
+                    **adjustment.model_dump(exclude={"lines"}),
+                    lines=[ln.model_dump() for ln in adjustment.lines],
+                    created_at=self._now(),
+                )
+                .on_conflict_do_nothing(index_elements=["adjustment_id"])
+                .returning(backend_order_adjustments.c.adjustment_id)
+            )
+            if s.execute(stmt).scalar_one_or_none() is None:
+                s.rollback()
+                return False
+            # Removed lines go back on the count, added ones come off it (clamped at 0 like a sale).
+            added = [
+                OrderLineIn(
+                    sku=ln.sku,
+                    name=ln.sku,
+                    quantity=ln.quantity,
+                    unit_price_cents=0,
+                    amount_cents=0,
+                    tax_class="standard",
+                )
+                for ln in adjustment.lines
+                if ln.quantity > 0
+            ]
+            self._take_stock(s, adjustment.store_id, added)
+            t = backend_stock
+            for ln in adjustment.lines:
+                if ln.quantity < 0:
+                    s.execute(
+                        update(t)
+                        .where(t.c.store_id == adjustment.store_id, t.c.sku == ln.sku)
+                        .values(quantity=t.c.quantity - ln.quantity, updated_at=self._now())
+                    )
+            s.commit()
+            return True
 
     def list_orders(self, store_id: str, limit: int = 100) -> list[OrderOut]:
         o = backend_orders

@@ -4,6 +4,7 @@ but not its metadata: the backend is reached only through :class:`OrderBackend`,
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     Double,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 from store_server.adapters.orm import NAMING_CONVENTION
@@ -59,4 +61,19 @@ backend_stock = Table(
     Column("sku", String(64), primary_key=True),
     Column("quantity", Integer, nullable=False),
     Column("updated_at", Double, nullable=False),
+)
+
+# A change to a placed order after the fact (a staff correction or a refunded dispute): the order
+# itself stays as placed; stock follows the signed quantities. Migration 0003.
+backend_order_adjustments = Table(
+    "backend_order_adjustments",
+    metadata,
+    Column("adjustment_id", String(200), primary_key=True),  # idempotency key (the correction id)
+    Column("order_id", String(128), ForeignKey("backend_orders.order_id"), nullable=False),
+    Column("store_id", String(64), nullable=False),
+    Column("lines", JSON, nullable=False),  # [{sku, quantity, amount_cents}], signed
+    Column("total_delta_cents", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("ix_backend_order_adjustments_order", "order_id"),
 )

@@ -18,6 +18,8 @@ from store_server.domain.layout import StoreLayout, Zone, distance
 from store_server.domain.pricing import price_cart
 from store_server.domain.receipt import Receipt, receipt_id_for
 from store_server.domain.session import ShopperSession, session_id_for
+from store_server.service import review_open as review
+from store_server.service.accounts import EntryRejected, account_for_entry
 from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,11 @@ class Context:
     assign_window_s: float = 0.5
     reach_m: float = 1.5
     gate_margin_m: float = 0.6
+    # Issue 6 (set by bootstrap from the settings): entry codes and the review queue.
+    secret_key: bytes | None = None
+    accept_raw_tokens: bool = True
+    entry_code_ttl_s: float = 120.0
+    review_below: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -112,11 +119,27 @@ def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, recei
     session_id = session_id_for(msg.msg_id)
     if uow.sessions.get(session_id) is not None:
         return Outcome("duplicate", session_id)
+    # Issue 6: a signed entry code is checked against this pass's event time and used once; a refused
+    # entry is dead-lettered with the reason and no session is opened (docs/WEB.md).
+    try:
+        account_token = account_for_entry(
+            uow,
+            msg.account_token or "",
+            msg.ts,
+            session_id,
+            ctx.secret_key,
+            ctx.accept_raw_tokens,
+            ctx.entry_code_ttl_s,
+        )
+    except EntryRejected as exc:
+        metrics.DECISIONS.labels(outcome="entry_refused").inc()
+        reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"), str(exc), "account_token", received_at)
+        return Outcome("entry_refused")
     bound = _bound_tracks(uow)
     free = [t for t in ctx.tracks.track_ids() if t not in bound]
     members = _tracks_at_gate(ctx, gate.zone, msg.ts, free)[: msg.group_size]
     session = ShopperSession(
-        session_id, ctx.layout.store_id, msg.account_token or "", msg.ts, group_size=msg.group_size
+        session_id, ctx.layout.store_id, account_token, msg.ts, group_size=msg.group_size
     )
     for track_id in members:
         session.bind(track_id, msg.ts)
@@ -163,6 +186,8 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     else:
         logger.warning("weight event %s (%+.0f g) has no shopper within reach", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_shopper").inc()
+        if in_store:  # issue 6: staff decide whose it was
+            review.open_unattributed(ctx, uow, msg, in_store)
         return Outcome("unattributed")
     if session.has_applied(msg.msg_id):
         return Outcome("duplicate", session.id)
@@ -173,6 +198,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     if guess is None:
         logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_product").inc()
+        review.open_unexplained(ctx, uow, msg, session)  # issue 6: staff decide what it was
         return Outcome("unexplained", session.id)
     confidence = round(guess.confidence * shopper_confidence * msg.confidence, 4)
     if msg.delta_g < 0:
@@ -183,6 +209,9 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         session.put_back(msg.msg_id, guess.sku, guess.quantity, msg.t_end, confidence, note)
         metrics.DECISIONS.labels(outcome="misplaced_return" if guess.misplaced else "putback").inc()
     uow.sessions.save(session)
+    if confidence < ctx.review_below and session.has_applied(msg.msg_id):
+        # Issue 6: the best guess stays in the cart and staff get the evidence to confirm or fix it.
+        review.open_low_confidence(ctx, uow, msg, session, shopper_confidence, confidence)
     return Outcome("cart_changed", session.id)
 
 

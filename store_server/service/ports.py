@@ -5,10 +5,12 @@ Wired together in ``store_server.bootstrap``; nothing here opens a connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from store_server.domain.receipt import Receipt
+from store_server.domain.review import ReceiptCorrection, ReviewItem, ReviewStatus
 from store_server.domain.session import SessionState, ShopperSession
 
 
@@ -112,12 +114,47 @@ class DeadLetterRepository(Protocol):
     def count(self) -> int: ...
 
 
+ReviewList = list[ReviewItem]  # aliases: the repositories' ``list`` method shadows the builtin
+CorrectionList = list[ReceiptCorrection]
+
+
+class ReviewRepository(Protocol):
+    """The staff review queue and the receipt corrections its resolutions produce (issue 6)."""
+
+    def add(self, item: ReviewItem) -> bool:
+        """Store a new item; False (and nothing changes) when its id exists (a replayed decision)."""
+
+    def get(self, review_id: str) -> ReviewItem | None: ...
+
+    def list(self, status: ReviewStatus | None = None, limit: int = 100) -> ReviewList: ...
+
+    def for_sessions(self, session_ids: Sequence[str]) -> ReviewList: ...
+
+    def save(self, item: ReviewItem) -> None: ...
+
+    def add_correction(self, correction: ReceiptCorrection) -> None: ...
+
+    def corrections_for(self, receipt_ids: Sequence[str]) -> CorrectionList: ...
+
+    def pending_corrections(self) -> CorrectionList: ...
+
+    def set_correction_status(self, correction_id: str, status: str) -> None: ...
+
+
+class EntryCodeRepository(Protocol):
+    def use(self, nonce: str, account_token: str, session_id: str, used_at: float) -> str:
+        """Record the first use of an entry code; return the session that used it first."""
+
+
 class UnitOfWork(Protocol):
     inbox: InboxRepository
     sessions: SessionRepository
     receipts: ReceiptRepository
     outbox: OutboxRepository
     dead_letters: DeadLetterRepository
+    # Issue 6: review items and entry codes are decided in the same transaction as the carts.
+    reviews: ReviewRepository
+    entry_codes: EntryCodeRepository
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -59,6 +59,9 @@ class StoreProcessor:
         )
         self._lock = threading.Lock()
         self.receipt_listeners: list[Callable[[str], None]] = []
+        # Issue 6, live push: called after each commit with ("tracks", rows), ("status", statuses) or
+        # ("decided", [(msg_id, outcome)]). Listeners must be quick and must not raise.
+        self.live_listeners: list[Callable[[str, object], None]] = []
         self._outbox_retry_at: dict[int, float] = {}
 
     # -- start-up -------------------------------------------------------------------------------
@@ -104,6 +107,22 @@ class StoreProcessor:
             if status.state == "offline":
                 self.watermark.went_offline(status.node_id)
         metrics.WATERMARK.set(max(self.watermark.value(), 0.0))
+        self._emit("tracks", [r for r in new if r.kind == "tracks"])  # issue 6: live map
+        if sorted_.statuses:
+            self._emit("status", sorted_.statuses)  # issue 6: node health
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while a batch is ingested and decided; commands that change carts (staff review
+        resolutions) take it too, so they run between batches (issue 6)."""
+        return self._lock
+
+    def _emit(self, kind: str, data: object) -> None:
+        for listener in self.live_listeners:
+            try:
+                listener(kind, data)
+            except Exception:  # a screen must never stop the store
+                logger.exception("live listener failed on %s", kind)
 
     def _remember_tracks(self, row: InboxRow) -> None:
         for point in row.payload.get("tracks", []):
@@ -116,6 +135,7 @@ class StoreProcessor:
         while True:
             watermark = self.watermark.value()
             receipts: list[tuple[str, float]] = []
+            decided: list[tuple[str, handlers.Outcome]] = []  # issue 6: for the live push
             with self.uow_factory() as uow:
                 rows = uow.inbox.due(watermark, batch)
                 for row in rows:
@@ -136,6 +156,8 @@ class StoreProcessor:
                         )
                     if outcome.kind == "receipt" and outcome.session_id:
                         receipts.append((outcome.session_id, row.received_at))
+                    if outcome.kind != "evidence":
+                        decided.append((row.msg_id, outcome))
                 uow.inbox.mark_processed([r.msg_id for r in rows])
                 open_now = len(uow.sessions.open_sessions())
                 uow.commit()
@@ -147,6 +169,8 @@ class StoreProcessor:
                 for listener in self.receipt_listeners:
                     listener(session_id)
             metrics.OPEN_SESSIONS.set(open_now)
+            if decided:
+                self._emit("decided", decided)  # issue 6: after the commit, so screens show what is stored
             done += len(rows)
             if len(rows) < batch:
                 break

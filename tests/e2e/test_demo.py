@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,23 +31,38 @@ def test_demo_serves_the_api_and_issues_receipts_as_shoppers_leave(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     receipts: list[dict] = []
+    staff = httpx.Client(base_url=base, timeout=2)  # /api/ is for staff: sign in as the demo manager
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not receipts:
             assert demo.poll() is None, (tmp_path / "demo.log").read_text()
             with contextlib.suppress(httpx.HTTPError):
-                receipts = httpx.get(f"{base}/api/receipts", timeout=2).json()
+                if "walkout_session" not in staff.cookies:
+                    _sign_in(staff, tmp_path / "var" / "demo-credentials.txt")
+                receipts = staff.get("/api/receipts").json()
             time.sleep(1)
         assert receipts, "no shopper left the demo store within two minutes"
         health = httpx.get(f"{base}/health", timeout=2).json()
         assert health["status"] == "ok" and health["mqtt_connected"] is True
         assert httpx.get(f"{base}/docs", timeout=2).status_code == 200
+        assert staff.get("/staff").status_code == 200
     finally:
+        staff.close()
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=30)
     out = (tmp_path / "demo.log").read_text()
-    assert f"http://127.0.0.1:{port}/docs" in out
+    assert f"http://127.0.0.1:{port}/docs" in out and f"http://127.0.0.1:{port}/staff" in out
     assert f"receipt {receipts[0]['id']}:" in out
     assert (tmp_path / "var" / "demo.db").exists()
     assert list((tmp_path / "var" / "receipts").glob("*.txt"))
     assert "Traceback" not in out
+
+
+def _sign_in(client: httpx.Client, credentials: Path) -> None:
+    """The demo prints its manager's random password once and keeps it in var/demo-credentials.txt."""
+    if not credentials.exists():
+        return
+    for line in credentials.read_text().splitlines():
+        role, email, _, password = line.split()
+        if role == "admin":
+            client.post("/login", data={"email": email, "password": password})

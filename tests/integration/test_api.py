@@ -1,4 +1,7 @@
-"""The HTTP API over a store that has seen the basic scenario (SQLite, no broker needed)."""
+"""The HTTP API over a store that has seen the basic scenario (SQLite, no broker needed).
+
+The /api/ routes are for staff: the client signs in as a staff member first (tests/integration/
+test_auth.py covers who may call what)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ def client(basic_dataset, tmp_path_factory):
         database_url=f"sqlite:///{tmp / 'api.db'}",
         store_config=dataset.layout_path,
         receipts_dir=tmp / "receipts",
+        secret_key_file=tmp / "secret.key",
     )
     server = bootstrap(settings)
     provision_accounts(server, dataset.ground_truth)
@@ -32,7 +36,12 @@ def client(basic_dataset, tmp_path_factory):
     for i in range(0, len(raw), 500):
         server.processor.handle_batch(raw[i : i + 500])
     server.processor.handle_batch([RawMessage("walkout/demo/x/weight", b"junk", 0.0)])
+    assert server.web is not None
+    login = {"email": "staff@test.walkout", "password": "correct horse battery"}
+    server.web.people.create_staff(login["email"], "Test Staff", login["password"])
     with TestClient(create_app(server)) as c:
+        signed_in = c.post("/login", data=login)
+        assert signed_in.status_code == 200 and signed_in.url.path == "/staff"
         c.receipts_dir = tmp / "receipts"  # type: ignore[attr-defined]
         yield c
     server.stop()

@@ -1,0 +1,130 @@
+// The review sheet: the evidence of one doubtful decision (weight trace against what the candidate
+// products would weigh, shoppers nearby, candidates) and the staff decision that resolves it.
+(function () {
+  "use strict";
+  const NS = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs, parent, text) {
+    const node = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  // The settled weight change as the edge reported it: flat, a ramp from t_start to t_end, the settled
+  // level with its noise band (±2σ), and dashed lines where each candidate product would have settled.
+  function weightPlot(ev) {
+    const W = 560, H = 240, L = 56, R = 120, T = 16, B = 30;
+    const t0 = ev.t_start - 1, t1 = ev.t_end + 1;
+    const levels = [0, ev.delta_g, ...(ev.candidates || []).map((c) => c.expected_g)];
+    let lo = Math.min(...levels), hi = Math.max(...levels);
+    const pad = Math.max(20, (hi - lo) * 0.15, 2 * (ev.noise_g || 0));
+    lo -= pad; hi += pad;
+    const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R);
+    const y = (g) => T + (hi - g) / (hi - lo) * (H - T - B);
+    const plot = svg("svg", { class: "plot", viewBox: `0 0 ${W} ${H}`, "data-testid": "weight-plot" });
+    svg("line", { class: "axis", x1: L, x2: W - R, y1: y(0), y2: y(0) }, plot);
+    svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }, plot);
+    for (const g of [lo + pad, 0, ev.delta_g]) {
+      svg("text", { class: "tick", x: L - 6, y: y(g) + 4, "text-anchor": "end" }, plot, `${Math.round(g)} g`);
+    }
+    svg("text", { class: "tick", x: x(ev.t_start), y: H - 10, "text-anchor": "middle" }, plot, "start");
+    svg("text", { class: "tick", x: x(ev.t_end), y: H - 10, "text-anchor": "middle" }, plot, `+${(ev.t_end - ev.t_start).toFixed(1)} s`);
+    const band = 2 * (ev.noise_g || 0.5);
+    svg("rect", { class: "band", x: x(ev.t_end), width: x(t1) - x(ev.t_end), y: y(ev.delta_g + band), height: Math.max(2, y(ev.delta_g - band) - y(ev.delta_g + band)) }, plot);
+    (ev.candidates || []).forEach((c, i) => {
+      const colour = ["#f59e0b", "#a78bfa", "#f472b6", "#34d399"][i % 4];
+      svg("line", { class: "cand", stroke: colour, x1: L, x2: W - R, y1: y(c.expected_g), y2: y(c.expected_g) }, plot);
+      svg("text", { class: "cand-label", fill: colour, x: W - R + 6, y: y(c.expected_g) + 4 }, plot,
+        `${c.quantity}× ${c.name.slice(0, 14)}`);
+    });
+    const d = `M ${x(t0)} ${y(0)} L ${x(ev.t_start)} ${y(0)} L ${x(ev.t_end)} ${y(ev.delta_g)} L ${x(t1)} ${y(ev.delta_g)}`;
+    svg("path", { class: "trace", d }, plot);
+    return plot;
+  }
+
+  function open(item, ctx) {
+    const { h, money, clock, short, productName, state, catalog } = ctx;
+    const modal = document.getElementById("modal");
+    const sheet = document.getElementById("sheet");
+    const ev = item.evidence || {};
+    const close = () => { modal.hidden = true; sheet.replaceChildren(); };
+    modal.onclick = (e) => { if (e.target === modal) close(); };
+
+    const left = [];
+    if (ev.delta_g !== undefined) {
+      left.push(h("p", { class: "muted" }, `${ev.delta_g > 0 ? "+" : ""}${ev.delta_g} g on ${ev.shelf_id} (${(ev.plate_ids || []).join(", ")}), ` +
+        `noise ${ev.noise_g} g, edge confidence ${ev.edge_confidence}`), weightPlot(ev));
+    }
+    if (item.kind === "dispute") {
+      left.push(h("p", {}, `Receipt ${ev.receipt_id}: ${ev.quantity}× ${ev.name}`),
+        h("p", { class: "muted" }, `Shopper says: “${ev.reason || "no reason given"}”`),
+        h("p", {}, `Refund if accepted: ${money(ev.refund_cents)}`));
+    }
+    const right = [];
+    if (ev.candidates && ev.candidates.length) {
+      right.push(h("h2", {}, "Candidate products"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "product"), h("th", {}, "qty"), h("th", {}, "would weigh"), h("th", {}, "share"))),
+        h("tbody", {}, ev.candidates.map((c) => h("tr", {}, h("td", {}, c.name), h("td", {}, c.quantity), h("td", {}, `${c.expected_g} g`), h("td", {}, `${Math.round(c.likelihood * 100)}%`))))));
+    }
+    if (ev.nearby) {
+      right.push(h("h2", { style: "margin-top:14px" }, "Shoppers nearby"), h("table", {}, h("tbody", {},
+        ev.nearby.length ? ev.nearby.map((n) => h("tr", {}, h("td", {}, short(n.session_id)), h("td", { class: "muted" }, n.track_id || ""),
+          h("td", {}, n.distance_m === null ? "not seen close" : `${n.distance_m} m`))) : h("tr", {}, h("td", { class: "muted" }, "nobody")))));
+    }
+    if (item.applied) {
+      right.push(h("p", { style: "margin-top:14px" }, "In the cart now: ",
+        h("b", {}, `${item.applied.quantity > 0 ? "+" : ""}${item.applied.quantity} ${productName(item.applied.sku)}`), ` → ${short(item.applied.session_id)}`));
+    }
+
+    const form = resolveForm(item, ctx, close);
+    sheet.replaceChildren(
+      h("div", { style: "display:flex;justify-content:space-between;align-items:start" },
+        h("div", {}, h("h3", {}, item.summary), h("small", {}, `${item.kind.replace("_", " ")} · ${clock(item.created_at)} · ${item.event_id}`)),
+        h("button", { onclick: close, "aria-label": "close" }, "✕")),
+      h("div", { class: "cols" }, h("div", {}, left), h("div", {}, right)),
+      form);
+    modal.hidden = false;
+  }
+
+  function resolveForm(item, ctx, close) {
+    const { h, state, catalog, short } = ctx;
+    if (item.status !== "open") {
+      return h("div", { class: "resolve" }, h("p", {}, `${item.status} by ${item.resolved_by} — ${JSON.stringify(item.resolution.corrections || [])}`));
+    }
+    const ev = item.evidence || {};
+    const sessions = new Map();
+    for (const n of ev.nearby || []) sessions.set(n.session_id, n.session_id);
+    if (item.session_id) sessions.set(item.session_id, item.session_id);
+    for (const s of state.sessions.values()) if (s.state === "open") sessions.set(s.id, s.id);
+    const skus = new Map();
+    for (const c of ev.candidates || []) skus.set(c.sku, c.name);
+    if (ev.sku) skus.set(ev.sku, ev.name);
+    for (const p of catalog) if (!skus.has(p.sku)) skus.set(p.sku, p.name);
+    const best = (ev.candidates || [])[0];
+    const sign = (ev.delta_g || -1) < 0 ? 1 : -1;
+    const sessionSel = h("select", { name: "session_id" }, [...sessions.keys()].map((s) => h("option", { value: s }, `${short(s)} ${s}`)));
+    const skuSel = h("select", { name: "sku" }, [...skus].map(([sku, name]) => h("option", { value: sku }, name)));
+    if (best) skuSel.value = best.sku;
+    const qty = h("input", { name: "quantity", type: "number", value: String(best ? sign * best.quantity : 1), min: "-20", max: "20", style: "width:80px" });
+    const msg = h("p", { class: "msg" });
+
+    async function send(action) {
+      const body = { action };
+      if (action === "assign") Object.assign(body, { session_id: sessionSel.value, sku: skuSel.value, quantity: Number(qty.value) });
+      const r = await fetch(`/api/reviews/${encodeURIComponent(item.id)}/resolve`, {
+        method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      if (r.ok) close(); else msg.textContent = (await r.json()).detail || `error ${r.status}`;
+    }
+    const dispute = item.kind === "dispute";
+    return h("div", { class: "resolve" },
+      h("div", { class: "row" },
+        h("button", { "data-action": "keep", onclick: () => send("keep") }, dispute ? "Reject dispute" : item.applied ? "Confirm as decided" : "Dismiss"),
+        item.applied ? h("button", { class: "danger", "data-action": "remove", onclick: () => send("remove") }, dispute ? "Accept & refund" : "Not taken: remove") : null),
+      h("div", { class: "row" }, h("span", { class: "muted" }, "Or assign:"), sessionSel, skuSel, qty,
+        h("button", { class: "primary", "data-action": "assign", onclick: () => send("assign") }, "Apply")),
+      msg);
+  }
+
+  window.WalkoutReview = { open };
+})();

@@ -1,0 +1,197 @@
+"""The staff review queue: decisions the store server could not take with confidence, and their fix.
+
+A review item is opened inside the decision that doubted (the same evidence, the same event time):
+the best guess still goes into the cart, the item says what was applied and what else could explain
+the weight. Staff resolve it with an explicit command; the fix is a list of corrections (session, sku,
+signed quantity) that undo what was applied and apply what staff chose. Pure logic, stdlib only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from store_server.domain.layout import StoreLayout
+from store_server.domain.pricing import Bill, price_cart
+from store_server.domain.session import CartLine
+
+
+class ReviewKind(StrEnum):
+    LOW_CONFIDENCE = "low_confidence"  # applied, but the guess (who or what) was weak
+    UNATTRIBUTED = "unattributed"  # nobody within reach and several shoppers in the store
+    UNEXPLAINED = "unexplained"  # no product explains the weight
+    DISPUTE = "dispute"  # a shopper disputes a receipt line above the automatic refund amount
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"  # corrected as staff chose (or refunded automatically)
+    DISMISSED = "dismissed"  # kept as decided (or a dispute rejected)
+
+
+class ReviewError(ValueError):
+    """A resolution that cannot be applied; the message is shown to staff."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    session_id: str
+    sku: str
+    quantity: int  # + added to the cart, - removed
+
+
+@dataclass
+class ReviewItem:
+    id: str
+    kind: ReviewKind
+    created_at: float  # event time of the evidence
+    event_id: str  # the weight message id (or the receipt id of a dispute)
+    session_id: str | None  # where the guess went (None: nowhere)
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    applied: Correction | None = None  # what the decision put in a cart
+    status: ReviewStatus = ReviewStatus.OPEN
+    resolution: dict[str, Any] = field(default_factory=dict)
+    resolved_by: str | None = None
+    resolved_at: float | None = None  # wall clock, audit only
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is ReviewStatus.OPEN
+
+    def plan(self, action: str, target: Correction | None = None) -> list[Correction]:
+        """The corrections for ``action``: ``keep`` (nothing changes), ``remove`` (undo what was
+        applied), ``assign`` (undo, then apply ``target``)."""
+        if not self.is_open:
+            raise ReviewError(f"review {self.id} is already {self.status}")
+        if action == "keep":
+            return []
+        undo = [Correction(a.session_id, a.sku, -a.quantity)] if (a := self.applied) else []
+        if action == "remove":
+            return undo
+        if action != "assign":
+            raise ReviewError(f"unknown action {action!r} (keep, remove or assign)")
+        if target is None or target.quantity == 0:
+            raise ReviewError("assign needs a session, a product and a non-zero quantity")
+        return net([*undo, target])
+
+
+def review_id_for(kind: ReviewKind, event_id: str) -> str:
+    """Deterministic, so a replayed decision finds the item it opened the first time."""
+    return f"rv-{kind.value.replace('_', '-')}-" + event_id.replace(":", "-")
+
+
+def net(corrections: list[Correction]) -> list[Correction]:
+    """Sum per (session, sku) and drop what cancels out (keep, then undo+redo of the same line)."""
+    total: dict[tuple[str, str], int] = {}
+    for c in corrections:
+        key = (c.session_id, c.sku)
+        total[key] = total.get(key, 0) + c.quantity
+    return [Correction(s, sku, q) for (s, sku), q in total.items() if q != 0]
+
+
+def candidate_products(
+    layout: StoreLayout,
+    plate_ids: list[str],
+    delta_g: float,
+    noise_g: float,
+    cart: dict[str, int] | None = None,
+    limit: int = 4,
+) -> list[dict[str, Any]]:
+    """Products that could explain a weight change, best first, with quantity, expected weight and a
+    share of the likelihood. Picks come from the plates, put-backs from the cart (or the plates)."""
+    magnitude = abs(delta_g)
+    on_plates = {layout.sku_on_plate[p] for p in plate_ids if p in layout.sku_on_plate}
+    pool = set(on_plates) | ({s for s, q in (cart or {}).items() if q > 0} if delta_g > 0 else set())
+    scored: list[tuple[float, str, int]] = []
+    for sku in sorted(pool):
+        product = layout.products.get(sku)
+        if product is None:
+            continue
+        qty = max(1, round(magnitude / product.unit_weight_g))
+        sigma = math.sqrt(qty * product.weight_std_g**2 + noise_g**2 + 1.0)
+        z = (magnitude - qty * product.unit_weight_g) / sigma
+        scored.append((z * z + (0.0 if sku in on_plates else 1.0), sku, qty))
+    scored.sort()
+    weights = [math.exp(-min(c, 700.0) / 2) for c, _, _ in scored]
+    total = sum(weights) or 1.0
+    sign = -1 if delta_g < 0 else 1
+    return [
+        {
+            "sku": sku,
+            "name": layout.products[sku].name,
+            "quantity": qty,
+            "expected_g": round(sign * qty * layout.products[sku].unit_weight_g, 1),
+            "likelihood": round(w / total, 4),
+            "on_plate": sku in on_plates,
+        }
+        for (_, sku, qty), w in list(zip(scored, weights, strict=True))[:limit]
+    ]
+
+
+def apply_to_cart(cart: dict[str, int], corrections: list[Correction], session_id: str) -> dict[str, int]:
+    """The cart after the corrections meant for ``session_id`` (never below zero per line)."""
+    out = dict(cart)
+    for c in corrections:
+        if c.session_id == session_id:
+            out[c.sku] = max(0, out.get(c.sku, 0) + c.quantity)
+    return {sku: q for sku, q in out.items() if q > 0}
+
+
+@dataclass(frozen=True)
+class ReceiptCorrection:
+    """A receipt changed after it was issued: what changed, the new totals, the money that moves."""
+
+    id: str
+    receipt_id: str
+    review_id: str
+    lines: tuple[dict[str, Any], ...]  # {sku, name, quantity, amount_cents}, signed
+    total_before_cents: int
+    total_after_cents: int
+    refund_cents: int  # > 0: back to the shopper; < 0: charged on top; 0: nothing moves
+    currency: str
+    status: str  # pending | refunded | charged | declined | adjusted | failed | none
+    note: str = ""
+    created_at: float = 0.0
+
+
+def correct_receipt(
+    layout: StoreLayout,
+    receipt_id: str,
+    review_id: str,
+    before: list[CartLine],
+    after: list[CartLine],
+    paid: bool,
+    note: str = "",
+) -> ReceiptCorrection:
+    """Re-price the corrected cart; the refund is the difference of the totals (tax included)."""
+    old: Bill = price_cart(before, layout.products, layout.tax_rates, layout.currency)
+    new: Bill = price_cart(after, layout.products, layout.tax_rates, layout.currency)
+    was = {ln.sku: ln for ln in old.lines}
+    now = {ln.sku: ln for ln in new.lines}
+    lines = []
+    for sku in sorted(set(was) | set(now)):
+        q = (now[sku].quantity if sku in now else 0) - (was[sku].quantity if sku in was else 0)
+        if q:
+            amount = (now[sku].amount_cents if sku in now else 0) - (
+                was[sku].amount_cents if sku in was else 0
+            )
+            name = (now.get(sku) or was[sku]).name
+            lines.append({"sku": sku, "name": name, "quantity": q, "amount_cents": amount})
+    refund = old.total_cents - new.total_cents if paid else 0
+    # Pending until the money (if any) has moved and the backend order knows; "none": nothing changed.
+    status = "pending" if lines else "none"
+    return ReceiptCorrection(
+        id=f"rc-{review_id.removeprefix('rv-')}-{receipt_id.removeprefix('r-')}",
+        receipt_id=receipt_id,
+        review_id=review_id,
+        lines=tuple(lines),
+        total_before_cents=old.total_cents,
+        total_after_cents=new.total_cents,
+        refund_cents=refund,
+        currency=old.currency,
+        status=status,
+        note=note,
+    )

@@ -1,0 +1,253 @@
+"""Commands of the review queue: staff resolve an item; a shopper disputes a receipt line.
+
+A resolution appends corrections (note ``review:<id>``) to the carts involved. A visit that is over has
+a receipt: its correction is re-priced and recorded, the difference is refunded through the ledger
+(or charged on top), idempotent on the correction id, and the backend order is adjusted. Money moves
+after the commit, from the pending corrections (:meth:`ReviewService.settle`), so a crash in between is
+finished by the next settle (every bootstrap runs one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from store_server.adapters.ledger import Accounts
+from store_server.backend.api import AdjustmentLineIn, OrderAdjustmentIn, OrderBackend
+from store_server.domain.layout import StoreLayout
+from store_server.domain.review import (
+    Correction,
+    ReviewError,
+    ReviewItem,
+    ReviewKind,
+    ReviewStatus,
+    apply_to_cart,
+    correct_receipt,
+    review_id_for,
+)
+from store_server.domain.session import CartChange, CartLine
+from store_server.service.ports import PaymentGateway, UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+Changed = Callable[[list[str], list[str]], None]  # (review ids, session ids)
+
+
+class ReviewService:
+    def __init__(
+        self,
+        layout: StoreLayout,
+        uow_factory: Callable[[], UnitOfWork],
+        accounts: Accounts,
+        payments: PaymentGateway,
+        backend: OrderBackend,
+        *,
+        lock: threading.Lock | None = None,
+        auto_refund_max_cents: int = 500,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.layout = layout
+        self.uow_factory = uow_factory
+        self.accounts = accounts
+        self.payments = payments
+        self.backend = backend
+        # Carts are also written by the decision worker: commands run between its batches.
+        self._lock: Any = lock or contextlib.nullcontext()
+        self.auto_refund_max_cents = auto_refund_max_cents
+        self._now = now
+        self.listeners: list[Changed] = []
+
+    # -- staff ------------------------------------------------------------------------------------
+    def resolve(
+        self, review_id: str, action: str, target: Correction | None, by: str, note: str = ""
+    ) -> ReviewItem:
+        """``keep`` the decision, ``remove`` what it applied, or ``assign`` ``target`` instead."""
+        if target is not None and target.sku not in self.layout.products:
+            raise ReviewError(f"{target.sku!r} is not in the catalog")
+        with self._lock, self.uow_factory() as uow:
+            item = uow.reviews.get(review_id)
+            if item is None:
+                raise LookupError(f"no review item {review_id!r}")
+            corrections = item.plan(action, target)
+            receipts = self._apply(uow, item, corrections, note)
+            self._close(item, action, corrections, receipts, by, note)
+            uow.reviews.save(item)
+            uow.commit()
+        self.settle()
+        self._changed([item.id], sorted({c.session_id for c in corrections} | {item.session_id or ""} - {""}))
+        return item
+
+    # -- shoppers ---------------------------------------------------------------------------------
+    def dispute(
+        self, account_token: str, receipt_id: str, sku: str, quantity: int, reason: str
+    ) -> ReviewItem:
+        """A shopper disputes ``quantity`` of a receipt line: refunded at once up to the configured
+        amount, otherwise queued for staff. One dispute per line."""
+        with self._lock, self.uow_factory() as uow:
+            receipt = uow.receipts.get(receipt_id)
+            if receipt is None or receipt.account_token != account_token:
+                raise LookupError(f"no receipt {receipt_id!r}")  # the same answer for someone else's
+            session = uow.sessions.get(receipt.session_id)
+            held = session.quantity_of(sku) if session else 0
+            if session is None or held <= 0:
+                raise ReviewError("this receipt has no such line (or it was refunded already)")
+            quantity = max(1, min(quantity, held))
+            item = ReviewItem(
+                id=review_id_for(ReviewKind.DISPUTE, f"{receipt_id}:{sku}"),
+                kind=ReviewKind.DISPUTE,
+                created_at=receipt.exited_at,
+                event_id=receipt_id,
+                session_id=session.id,
+                summary=f"{receipt_id}: shopper disputes {quantity}x {self._name(sku)}",
+                evidence={
+                    "receipt_id": receipt_id,
+                    "sku": sku,
+                    "name": self._name(sku),
+                    "quantity": quantity,
+                    "reason": reason.strip()[:500],
+                    "paid": receipt.payment_status == "approved",
+                },
+                applied=Correction(session.id, sku, quantity),
+            )
+            if uow.reviews.get(item.id) is not None:
+                raise ReviewError("this line is disputed already")
+            before = session.cart()
+            after = apply_to_cart({ln.sku: ln.quantity for ln in before}, item.plan("remove"), session.id)
+            preview = correct_receipt(self.layout, receipt_id, item.id, before, _lines(after), paid=True)
+            item.evidence["refund_cents"] = preview.refund_cents
+            uow.reviews.add(item)
+            if preview.refund_cents <= self.auto_refund_max_cents:
+                receipts = self._apply(uow, item, item.plan("remove"), "automatic refund")
+                self._close(item, "remove", item.plan("remove"), receipts, "auto", "automatic refund")
+                uow.reviews.save(item)
+            uow.commit()
+        self.settle()
+        self._changed([item.id], [session.id])
+        return item
+
+    # -- money and the backend, after the commit --------------------------------------------------
+    def settle(self) -> int:
+        """Move the money of pending receipt corrections and adjust the backend orders; idempotent."""
+        with self.uow_factory() as uow:
+            pending = uow.reviews.pending_corrections()
+            receipts = {rc.receipt_id: uow.receipts.get(rc.receipt_id) for rc in pending}
+        done = 0
+        for rc in pending:
+            receipt = receipts[rc.receipt_id]
+            if receipt is None:
+                continue
+            try:
+                status = self._move_money(rc.id, receipt.account_token, rc.refund_cents, rc.currency)
+                if self.backend.get_order(receipt.session_id) is None:
+                    continue  # the order is still in the outbox: the next settle adjusts it
+                self.backend.adjust_order(
+                    OrderAdjustmentIn(
+                        adjustment_id=rc.id,
+                        order_id=receipt.session_id,
+                        store_id=receipt.store_id,
+                        lines=[
+                            AdjustmentLineIn(
+                                sku=ln["sku"], quantity=ln["quantity"], amount_cents=ln["amount_cents"]
+                            )
+                            for ln in rc.lines
+                        ],
+                        total_delta_cents=rc.total_after_cents - rc.total_before_cents,
+                        reason=rc.review_id,
+                    )
+                )
+            except LookupError as exc:  # an account the ledger does not know: nothing to retry
+                logger.warning("correction %s cannot be settled: %s", rc.id, exc)
+                status = "failed"
+            except Exception:
+                logger.exception("correction %s not settled; will retry", rc.id)
+                continue
+            with self.uow_factory() as uow:
+                uow.reviews.set_correction_status(rc.id, status)
+                uow.commit()
+            done += 1
+        return done
+
+    def _move_money(self, key: str, account: str, refund_cents: int, currency: str) -> str:
+        if refund_cents > 0:
+            self.accounts.refund(account, refund_cents, f"refund:{key}")
+            return "refunded"
+        if refund_cents < 0:
+            result = self.payments.charge(account, -refund_cents, currency, f"charge:{key}")
+            return "charged" if result.status == "approved" else "declined"
+        return "adjusted"
+
+    # -- internals --------------------------------------------------------------------------------
+    def _apply(
+        self, uow: UnitOfWork, item: ReviewItem, corrections: list[Correction], note: str
+    ) -> list[str]:
+        """Append the corrections to their sessions; re-price the receipts of closed ones."""
+        receipts: list[str] = []
+        for session_id in dict.fromkeys(c.session_id for c in corrections):
+            session = uow.sessions.get(session_id)
+            if session is None:
+                raise ReviewError(f"no session {session_id!r}")
+            before = session.cart()
+            for c in (c for c in corrections if c.session_id == session_id):
+                qty = c.quantity if c.quantity > 0 else -min(-c.quantity, session.quantity_of(c.sku))
+                if qty:
+                    event_id = f"review:{item.id}:{c.sku}"[:128]
+                    session.changes.append(
+                        CartChange(event_id, c.sku, qty, item.created_at, 1.0, f"review:{item.id}")
+                    )
+            if not session.is_open:
+                receipt = uow.receipts.for_session(session.id)
+                if receipt is None:
+                    raise ReviewError(f"{session.id} left without a receipt (empty cart): nothing to correct")
+                rc = correct_receipt(
+                    self.layout,
+                    receipt.id,
+                    item.id,
+                    before,
+                    session.cart(),
+                    paid=receipt.payment_status == "approved",
+                    note=note,
+                )
+                uow.reviews.add_correction(replace(rc, created_at=self._now()))
+                receipts.append(receipt.id)
+            uow.sessions.save(session)
+        return receipts
+
+    def _close(
+        self,
+        item: ReviewItem,
+        action: str,
+        corrections: list[Correction],
+        receipts: list[str],
+        by: str,
+        note: str,
+    ) -> None:
+        item.status = ReviewStatus.DISMISSED if not corrections else ReviewStatus.RESOLVED
+        item.resolution = {
+            "action": action,
+            "corrections": [
+                {"session_id": c.session_id, "sku": c.sku, "quantity": c.quantity} for c in corrections
+            ],
+            "receipts": receipts,
+            "note": note,
+        }
+        item.resolved_by, item.resolved_at = by, self._now()
+
+    def _name(self, sku: str) -> str:
+        product = self.layout.products.get(sku)
+        return product.name if product else sku
+
+    def _changed(self, review_ids: list[str], session_ids: list[str]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(review_ids, session_ids)
+            except Exception:  # a broken listener must not undo a committed resolution
+                logger.exception("review listener failed")
+
+
+def _lines(cart: dict[str, int]) -> list[CartLine]:
+    return [CartLine(sku, q) for sku, q in sorted(cart.items())]

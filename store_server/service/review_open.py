@@ -1,0 +1,155 @@
+"""Opening review items inside a cart decision, from the same evidence and the same event time.
+
+Called by :mod:`store_server.service.handlers` in the decision's unit of work: an item commits with
+the cart change it doubts, and a replayed decision finds the item it opened (deterministic ids).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edge.contracts import WeightEvent
+from store_server import metrics
+from store_server.domain.review import (
+    Correction,
+    ReviewItem,
+    ReviewKind,
+    candidate_products,
+    review_id_for,
+)
+from store_server.domain.session import ShopperSession
+from store_server.service.ports import UnitOfWork
+
+if TYPE_CHECKING:
+    from store_server.service.handlers import Context
+
+NEARBY_FACTOR = 3.0  # shoppers up to 3x the reach are listed as "nearby"
+NEARBY_MARGIN_S = 2.0  # and seen up to this long around the event
+
+
+def weight_evidence(ctx: Context, msg: WeightEvent, cart: dict[str, int] | None) -> dict[str, Any]:
+    plate = ctx.layout.plates.get(msg.plate_ids[0])
+    x, y = ctx.layout.plate_centroid(msg.plate_ids)
+    return {
+        "event_id": msg.msg_id,
+        "gondola_id": msg.gondola_id,
+        "shelf_id": msg.shelf_id,
+        "plate_ids": list(msg.plate_ids),
+        "plate_xy": [round(x, 2), round(y, 2)],
+        "level": ctx.layout.shelves[msg.shelf_id][1].level if msg.shelf_id in ctx.layout.shelves else None,
+        "index": plate.index if plate else None,
+        "delta_g": round(msg.delta_g, 1),
+        "noise_g": round(msg.noise_g, 2),
+        "t_start": msg.t_start,
+        "t_end": msg.t_end,
+        "edge_confidence": msg.confidence,
+        "candidates": candidate_products(ctx.layout, msg.plate_ids, msg.delta_g, msg.noise_g, cart),
+    }
+
+
+def nearby_shoppers(ctx: Context, msg: WeightEvent, sessions: list[ShopperSession]) -> list[dict[str, Any]]:
+    """Open sessions whose tracks came near the plate around the event, closest first."""
+    point = ctx.layout.plate_centroid(msg.plate_ids)
+    t0 = msg.t_start - ctx.assign_window_s - NEARBY_MARGIN_S
+    t1 = msg.t_end + ctx.assign_window_s + NEARBY_MARGIN_S
+    out: list[dict[str, Any]] = []
+    for s in sessions:
+        best: tuple[float, str] | None = None
+        for track_id in s.track_ids():
+            d = ctx.tracks.closest_approach(track_id, point, t0, t1)
+            if d is not None and (best is None or d < best[0]):
+                best = (d, track_id)
+        if best is not None and best[0] <= ctx.reach_m * NEARBY_FACTOR:
+            out.append({"session_id": s.id, "track_id": best[1], "distance_m": round(best[0], 2)})
+    out.sort(key=lambda n: (n["distance_m"], n["session_id"]))
+    known = {n["session_id"] for n in out}
+    # Everyone in the store is a candidate; the ones seen close come first.
+    out += [
+        {"session_id": s.id, "track_id": s.track_id, "distance_m": None}
+        for s in sessions
+        if s.id not in known
+    ]
+    return out
+
+
+def _add(uow: UnitOfWork, item: ReviewItem) -> None:
+    if uow.reviews.add(item):
+        metrics.DECISIONS.labels(outcome=f"review_{item.kind.value}").inc()
+
+
+def _name(ctx: Context, sku: str) -> str:
+    product = ctx.layout.products.get(sku)
+    return product.name if product else sku
+
+
+def open_low_confidence(
+    ctx: Context,
+    uow: UnitOfWork,
+    msg: WeightEvent,
+    session: ShopperSession,
+    shopper_confidence: float,
+    confidence: float,
+) -> None:
+    change = next(c for c in session.changes if c.event_id == msg.msg_id)
+    cart = {ln.sku: ln.quantity for ln in session.cart()}
+    evidence = weight_evidence(ctx, msg, cart)
+    evidence |= {
+        "nearby": nearby_shoppers(ctx, msg, uow.sessions.open_sessions()),
+        "shopper_confidence": round(shopper_confidence, 4),
+        "confidence": confidence,
+        "guess": {"sku": change.sku, "quantity": change.quantity},
+    }
+    verb = "took" if change.quantity > 0 else "put back"
+    _add(
+        uow,
+        ReviewItem(
+            id=review_id_for(ReviewKind.LOW_CONFIDENCE, msg.msg_id),
+            kind=ReviewKind.LOW_CONFIDENCE,
+            created_at=msg.t_end,
+            event_id=msg.msg_id,
+            session_id=session.id,
+            summary=f"{session.id} {verb} {abs(change.quantity)}x {_name(ctx, change.sku)}? "
+            f"(confidence {confidence:.2f})",
+            evidence=evidence,
+            applied=Correction(session.id, change.sku, change.quantity),
+        ),
+    )
+
+
+def open_unattributed(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, in_store: list[ShopperSession]
+) -> None:
+    evidence = weight_evidence(ctx, msg, None) | {"nearby": nearby_shoppers(ctx, msg, in_store)}
+    what = "taken from" if msg.delta_g < 0 else "put on"
+    _add(
+        uow,
+        ReviewItem(
+            id=review_id_for(ReviewKind.UNATTRIBUTED, msg.msg_id),
+            kind=ReviewKind.UNATTRIBUTED,
+            created_at=msg.t_end,
+            event_id=msg.msg_id,
+            session_id=None,
+            summary=f"{abs(msg.delta_g):.0f} g {what} {msg.shelf_id} with nobody within reach "
+            f"({len(in_store)} shoppers in store)",
+            evidence=evidence,
+        ),
+    )
+
+
+def open_unexplained(ctx: Context, uow: UnitOfWork, msg: WeightEvent, session: ShopperSession) -> None:
+    cart = {ln.sku: ln.quantity for ln in session.cart()}
+    evidence = weight_evidence(ctx, msg, cart) | {
+        "nearby": nearby_shoppers(ctx, msg, uow.sessions.open_sessions())
+    }
+    _add(
+        uow,
+        ReviewItem(
+            id=review_id_for(ReviewKind.UNEXPLAINED, msg.msg_id),
+            kind=ReviewKind.UNEXPLAINED,
+            created_at=msg.t_end,
+            event_id=msg.msg_id,
+            session_id=session.id,
+            summary=f"{msg.delta_g:+.0f} g on {msg.shelf_id} matches no product ({session.id})",
+            evidence=evidence,
+        ),
+    )
