@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edge.cli import calibrate_command, edge_command
 from sim_data.importers.cli import import_autocheckout_command
 from sim_data.tools_cli import evaluate_command, record_command, replay_command
 from store_server.config_check import config_check_command
@@ -37,6 +38,14 @@ app.add_typer(users_app, name="users")
 import_app = typer.Typer(help="Import public recordings as Walkout datasets.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 config_app.command("check")(config_check_command)
+sensors_app = typer.Typer(help="Load cells of an edge node: calibration.", no_args_is_help=True)
+app.add_typer(sensors_app, name="sensors")
+sensors_app.command("calibrate", help="Tare a plate, or set its scale from a known weight.")(
+    calibrate_command
+)
+app.command("edge", help="Run an edge node: read its shelves, detect weight events, publish them.")(
+    edge_command
+)
 
 console = Console(stderr=True)
 
@@ -59,7 +68,9 @@ def _sim_command() -> Any:
     return sim_command
 
 
-app.command("sim", help="Simulate shoppers in a store and write an event-level dataset.")(_sim_command())
+app.command("sim", help="Simulate shoppers in a store and write a dataset (event or signal fidelity).")(
+    _sim_command()
+)
 import_app.command(
     "autocheckout", help="Convert an AiFi AutoCheckout weight recording into a signal-level dataset."
 )(import_autocheckout_command)
