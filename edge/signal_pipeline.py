@@ -28,9 +28,14 @@ HEARTBEAT_S = 0.2
 
 
 class MessageLike(Protocol):
-    t: float
-    topic: str
-    payload: dict[str, Any]
+    @property
+    def t(self) -> float: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,19 @@ the rolling mean has not moved against the mean ``level_lag_s`` earlier. A run o
 the plate has settled again; its change is the settled level after minus the stable level before,
 so touches (which return to the level) and slow drift (never non-quiet) produce nothing.
 
-Segments of neighbouring plates merge into one event when the same hand motion shows on both: the
-same sign, active together for ``merge_overlap_s``, and one plate's sample-to-sample changes are
-the other's scaled by the ratio of their weight changes, up to sensor noise (an item standing on two
-plates moves both with one waveform split like its weight; two shoppers' hands do not).
+Segments of neighbouring plates merge into one event when one item shows on both: the same sign,
+active together for ``merge_overlap_s``, and either
+
+* the same hand motion: one plate's sample-to-sample changes are the other's scaled by the ratio of
+  their weight changes, up to sensor noise (an item standing on two plates moves both with one
+  waveform split like its weight; two shoppers' hands do not), or
+* the same step: active together for most of their length (``merge_share``) and their normalised
+  step shapes -- the change so far divided by the segment's change, 0 before and 1 after -- agree.
+  Each plate may carry its own jitter (a hand resting on one corner, a resampled clock), so the
+  shapes are compared after a ``window_s`` moving average, against the shape mismatch's own
+  sample-to-sample noise: one item leaves both plates together, and what is left is white noise
+  that the average shrinks; two shoppers' lifts, however alike, leave a mismatch that is slow and
+  does not shrink. This test does not need the motion to be strong: a smooth step merges.
 All rolling statistics are computed with numpy over plates x samples; Python only runs per
 transition (a handful per pick), never per sample. Noise is estimated per plate while stable.
 """
@@ -44,6 +53,9 @@ class DetectorParams:
         20.0  # neighbours merge when one's motion is the other's, scaled, within this x noise
     )
     merge_overlap_s: float = 0.2  # ... while active together at least this long
+    merge_share: float = 0.6  # the same step: active together for this share of the longer segment ...
+    merge_shape: float = 9.0  # ... RMS of the smoothed shape mismatch <= sqrt(this) standard errors ...
+    merge_shape_noise: float = 0.1  # ... and each sample of the mismatch this share of the step or less
     max_hold_s: float = 5.0  # longest an event waits for a neighbour that might merge
     noise_adapt: float = 0.05
     history_s: float = 20.0
@@ -268,6 +280,9 @@ class ShelfDetector:
         lo, hi = max(a.a_start, b.a_start) - 1, min(a.a_quiet, b.a_quiet) + 1
         if hi - lo < self._merge_n:  # not active together long enough to be one motion
             return False
+        return self._proportional(a, b, lo, hi) or self._same_step(a, b, hi - lo - 2)
+
+    def _proportional(self, a: _Segment, b: _Segment, lo: int, hi: int) -> bool:
         da, db = np.diff(self._span(lo, hi, a.plate)), np.diff(self._span(lo, hi, b.plate))
         # One item on both plates: b's motion is a's scaled by the weight split, up to sensor noise.
         k = b.delta / a.delta
@@ -275,6 +290,26 @@ class ShelfDetector:
         resid = float(np.mean((db - k * da) ** 2)) / noise
         motion = float(np.mean(db * db) + k * k * np.mean(da * da)) / noise
         return resid <= self.params.merge_resid and motion >= 4.0
+
+    def _same_step(self, a: _Segment, b: _Segment, together: int) -> bool:
+        """One item leaving (or arriving on) both plates at once: the same normalised step shape."""
+        p = self.params
+        if together < p.merge_share * max(a.a_quiet - a.a_start, b.a_quiet - b.a_start):
+            return False
+        lo, hi = min(a.a_start, b.a_start) - 1, max(a.a_quiet, b.a_quiet) + 1
+        sa, sb = self._span(lo, hi, a.plate), self._span(lo, hi, b.plate)
+        w = self._w
+        if sa.size != hi - lo or sa.size < w + 2:
+            return False  # part of the window has left the history
+        mismatch = (sb - b.before) / b.delta - (sa - a.before) / a.delta  # 0 before, 0 after
+        # Per-sample noise of the mismatch from its own differences (jitter of either plate included),
+        # at least what the plates' sensor noise gives; white noise averaged over w shrinks by 1/w.
+        floor = (self._sigma[a.plate] / a.delta) ** 2 + (self._sigma[b.plate] / b.delta) ** 2
+        var = max(float(np.mean(np.diff(mismatch) ** 2)) / 2.0, float(floor))
+        if var > p.merge_shape_noise**2:  # a step this deep in noise has no shape to compare
+            return False
+        slow = np.convolve(mismatch, np.full(w, 1.0 / w), mode="valid")
+        return float(np.mean(slow * slow)) <= p.merge_shape * var / w
 
     def _resolve(self) -> list[DetectedWeightChange]:
         if not self._pending:

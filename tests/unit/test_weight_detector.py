@@ -74,6 +74,56 @@ def test_simultaneous_picks_stay_separate_on_distant_and_on_neighbouring_plates(
     assert got == [(("p1",), -200), (("p2",), -300), (("p3",), -300), (("p4",), -90)]
 
 
+def smooth_steps(
+    steps: list[tuple[float, dict[int, float], float]],
+    offsets_s: list[float],
+    jitter_g: float = 0.0,
+    seconds: float = 14.0,
+    seed: int = 3,
+) -> np.ndarray:
+    """Plates sampled at their own clock offsets (the AutoCheckout exports), resampled onto the 60 Hz
+    grid by linear interpolation as the importer does. Each step is ``(t, {plate: grams}, duration)``:
+    a smoothstep, with optional independent jitter on each plate while it moves (a hand on it)."""
+    rng = np.random.default_rng(seed)
+    grid = np.arange(int(seconds * RATE)) / RATE
+    out = np.empty((len(PLATES), grid.size))
+    for p, offset in enumerate(offsets_s):
+        t = offset + grid + rng.uniform(-0.0005, 0.0005, grid.size)
+        x = 2000.0 + 300.0 * p + 0.05 * t + np.clip(rng.normal(0.0, 0.35, t.size), -1.0, 1.0)
+        for start, grams, duration in steps:
+            if p in grams:
+                u = np.clip((t - start) / duration, 0.0, 1.0)
+                x += grams[p] * u * u * (3 - 2 * u)
+                x += rng.uniform(-jitter_g, jitter_g, t.size) * np.sin(np.pi * u)
+        out[p] = np.interp(grid, t, np.round(x, 1))
+    return out
+
+
+@pytest.mark.parametrize("jitter_g", [0.0, 4.0])
+@pytest.mark.parametrize("offsets_ms", [(2.0, 8.0, 0.0, 5.0), (7.0, 0.0, 3.0, 1.0), (0.0, 0.0, 0.0, 0.0)])
+def test_an_item_sliding_off_two_plates_in_a_smooth_step_is_one_event(
+    offsets_ms: tuple[float, ...], jitter_g: float
+) -> None:
+    # The AutoCheckout fixture's tissue box: 260 g on two plates (60/40), a smoothstep over 1 s with
+    # no shared hand motion to compare, each plate with its own jitter and sampling offset.
+    x = smooth_steps([(6.0, {1: -156.0, 2: -104.0}, 1.0)], [ms / 1000 for ms in offsets_ms], jitter_g)
+    (ev,) = run(x, t0=0.0)
+    assert ev.plate_ids == ("p2", "p3")
+    assert ev.delta_g == pytest.approx(-260.0, abs=1.0)
+    assert ev.plate_deltas == pytest.approx((-156.0, -104.0), abs=0.8)
+
+
+def test_two_smooth_steps_of_two_shoppers_on_neighbouring_plates_stay_separate() -> None:
+    # As smooth as the case above, but two lifts: their shapes do not line up. (Hand-free steps only
+    # 0.05-0.1 s apart still pass the proportional-motion test: real picks carry hand motion.)
+    for lag_s, duration_s in [(0.0, 0.7), (0.2, 1.0), (0.3, 1.2), (-0.15, 0.8)]:
+        x = smooth_steps(
+            [(6.0, {1: -300.0}, 1.0), (6.0 + lag_s, {2: -300.0}, duration_s)], [0.002, 0.008, 0.0, 0.0]
+        )
+        got = sorted((e.plate_ids, round(e.delta_g)) for e in run(x, t0=0.0))
+        assert got == [(("p2",), -300), (("p3",), -300)], (lag_s, duration_s)
+
+
 def test_plates_of_different_shelves_never_merge() -> None:
     det = ShelfDetector(PLATES, RATE, neighbours=chain_neighbours(["s1", "s1", "s2", "s2"]))
     x = shelf([Change(1005.0, {"p2": -100.0, "p3": -100.0}, 1.0)])
