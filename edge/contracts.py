@@ -15,7 +15,7 @@ the node's watermark: it promises not to send anything older afterwards.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -185,6 +185,19 @@ PAYLOAD_BY_FEATURE: dict[str, type[BaseModel]] = {
     "status": NodeStatus,
 }
 _ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[AnyMessage, Field(discriminator="kind")])
+
+
+class RecordedMessage(Protocol):
+    """One MQTT message as datasets keep it: publish time, topic, payload (a JSON object)."""
+
+    @property
+    def t(self) -> float: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
 
 
 def topic(store_id: str, node_id: str, feature: str, prefix: str = DEFAULT_PREFIX) -> str:

@@ -14,28 +14,18 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from edge import contracts as c
+from edge.contracts import RecordedMessage
 from edge.weight_detector import DetectedWeightChange, DetectorParams, ShelfDetector
 from store_server.domain.layout import StoreLayout
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 0.2
-
-
-class MessageLike(Protocol):
-    @property
-    def t(self) -> float: ...
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def payload(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +58,7 @@ def weight_payload(
 
 
 def detect_stream(
-    messages: Iterable[MessageLike],
+    messages: Iterable[RecordedMessage],
     layout: StoreLayout,
     params: DetectorParams | None = None,
     keep_samples: bool = False,

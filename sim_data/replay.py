@@ -14,21 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edge.contracts import RecordedMessage
 from sim_data.dataset import Dataset, SimMessage
 
 TIME_FIELDS = ("ts", "t_start", "t_end")  # payload fields holding event times (plus the line's ``t``)
 LOOP_GAP_S = 1.0  # between the end of one pass and the start of the next
-
-
-class _Message(Protocol):
-    @property
-    def t(self) -> float: ...
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def payload(self) -> dict[str, Any]: ...
 
 
 class _Sink(Protocol):
@@ -45,7 +35,7 @@ def retarget(topic_name: str, prefix: str | None) -> str:
 
 
 def replay(
-    messages: Iterable[_Message],
+    messages: Iterable[RecordedMessage],
     sink: _Sink,
     speed: float | None = None,
     prefix: str | None = None,
@@ -83,7 +73,7 @@ def replay(
     return count
 
 
-def shift_message(message: _Message, dt: float, seq_offsets: dict[str, int]) -> SimMessage:
+def shift_message(message: RecordedMessage, dt: float, seq_offsets: dict[str, int]) -> SimMessage:
     """A copy of ``message`` ``dt`` seconds later, its ``seq`` raised by its node's offset."""
     payload = dict(message.payload)
     for key in TIME_FIELDS:
@@ -97,8 +87,8 @@ def shift_message(message: _Message, dt: float, seq_offsets: dict[str, int]) -> 
 
 
 def looped(
-    source: Callable[[], Iterable[_Message]], loops: int | None, duration_s: float = 0.0
-) -> Iterator[_Message]:
+    source: Callable[[], Iterable[RecordedMessage]], loops: int | None, duration_s: float = 0.0
+) -> Iterator[RecordedMessage]:
     """The messages of ``source()`` repeated ``loops`` times (None: forever).
 
     Pass k is shifted k × (duration + 1 s) later, so times keep increasing; every node's ``seq`` is
