@@ -20,7 +20,7 @@ help:
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,vision]'
 	@touch $@
 
 venv: $(VENV)/.installed

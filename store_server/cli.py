@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge.cli import calibrate_command, edge_command
+from edge.vision_cli import models_export_command, models_train_command, vision_command
 from sim_data.importers.cli import import_autocheckout_command
 from sim_data.tools_cli import evaluate_command, record_command, replay_command
 from store_server.config_check import config_check_command
@@ -43,6 +44,15 @@ app.add_typer(sensors_app, name="sensors")
 sensors_app.command("calibrate", help="Tare a plate, or set its scale from a known weight.")(
     calibrate_command
 )
+models_app = typer.Typer(
+    help="The detector model: train it on rendered frames, export ONNX.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+models_app.command("train")(models_train_command)
+models_app.command("export")(models_export_command)
+app.command(
+    "edge-vision", help="Run camera nodes: YOLO detection, ByteTrack tracking, floor positions over MQTT."
+)(vision_command)
 app.command("edge", help="Run an edge node: read its shelves, detect weight events, publish them.")(
     edge_command
 )
