@@ -41,8 +41,10 @@ def _print_catalog() -> None:
         status = "[green]built[/green]" if s.built else "[yellow]planned[/yellow]"
         table.add_row(s.name, status, str(s.default_shoppers), duration, s.description)
     console.print(table)
-    console.print("fidelity: event (what edge nodes publish); signal (raw 60 Hz load-cell samples instead of "
-                  "weight events; camera frames: planned)")
+    console.print(
+        "fidelity: event (what edge nodes publish); signal (raw 60 Hz load-cell samples instead of "
+        "weight events; camera frames: planned)"
+    )
 
 
 def sim_command(
@@ -59,6 +61,9 @@ def sim_command(
     fidelity: Annotated[
         str, typer.Option(help="event: edge-level messages; signal: raw 60 Hz load-cell samples")
     ] = "event",
+    video: Annotated[
+        bool, typer.Option("--video", help="also render the ceiling camera: video/ceiling.avi + frame times")
+    ] = False,
     list_: Annotated[bool, typer.Option("--list", help="list the scenarios and exit")] = False,
 ) -> None:
     """Simulate shoppers in a store and write an event-level dataset (messages + ground truth)."""
@@ -71,17 +76,31 @@ def sim_command(
     except LayoutError as exc:
         _fail(str(exc), "fix the store file, or omit --store to use the demo store")
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=err_console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
         task = progress.add_task(f"simulating {scenario!r} (seed {seed})", total=None)
 
         def advance(stage: str, done: int, total: int) -> None:
-            progress.update(task, description=f"{scenario} (seed {seed}): {stage}", total=total,
-                            completed=done)
+            progress.update(
+                task, description=f"{scenario} (seed {seed}): {stage}", total=total, completed=done
+            )
 
         try:
-            result = simulate(layout, scenario, seed=seed, shoppers=shoppers, duration_s=duration,
-                              fidelity=fidelity, progress=advance)
+            result = simulate(
+                layout,
+                scenario,
+                seed=seed,
+                shoppers=shoppers,
+                duration_s=duration,
+                fidelity=fidelity,
+                progress=advance,
+            )
         except ScenarioError as exc:
             _fail(str(exc), "run `walkout sim --list` and pick a built scenario (fidelity: event or signal)")
             return
@@ -103,6 +122,24 @@ def sim_command(
         except (DatasetError, OSError) as exc:
             _fail(str(exc), "choose another --out directory")
             return
+        if video:
+            from sim_data.render import render_run_video
+
+            def frame(done: int, total: int) -> None:
+                progress.update(task, description="rendering the ceiling camera", total=total, completed=done)
+
+            try:
+                render_run_video(
+                    layout,
+                    result.messages,
+                    path / "video" / "ceiling.avi",
+                    fps=10.0,
+                    seed=seed,
+                    progress=frame,
+                )
+            except ValueError as exc:
+                _fail(str(exc), "add a ceiling camera to the store file, or drop --video")
+                return
     truth = result.ground_truth
     picks = sum(1 for e in truth["events"] if e["kind"] == "pick")
     backs = sum(1 for e in truth["events"] if e["kind"] == "putback")

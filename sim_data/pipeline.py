@@ -17,7 +17,7 @@ from typing import Any
 
 from edge.mqtt import parse_broker_url
 from edge.publisher import Publisher
-from sim_data.dataset import Dataset
+from sim_data.dataset import Dataset, DatasetError
 from sim_data.evaluate import evaluate, scenario_of
 from sim_data.replay import replay
 from store_server.adapters.embedded_broker import EmbeddedBroker, free_port
@@ -62,14 +62,34 @@ def charged_items(server: StoreServer, truth_sessions: list[dict[str, Any]]) -> 
     return out
 
 
-def edge_messages(dataset: Dataset) -> Iterable[Any]:
+def edge_messages(dataset: Dataset, vision: bool = False) -> Iterable[Any]:
     """What the store's edge nodes would publish: a signal-level dataset's raw load-cell samples go
-    through the edge weight-event detector first, exactly as an edge node would run it."""
+    through the edge weight-event detector first, exactly as an edge node would run it; with
+    ``vision``, the ceiling camera's tracks come from YOLO + ByteTrack on the dataset's video."""
+    messages: Iterable[Any] = dataset.messages()
+    if vision:
+        messages = vision_messages(dataset, messages)
     if dataset.manifest.get("fidelity") == "signal":
         from edge.signal_pipeline import detect_stream
 
-        return detect_stream(dataset.messages(), dataset.layout)
-    return dataset.messages()
+        return detect_stream(messages, dataset.layout)
+    return messages
+
+
+def vision_messages(dataset: Dataset, messages: Iterable[Any]) -> list[Any]:
+    video = dataset.path / "video" / "ceiling.avi"
+    if not video.exists():
+        raise DatasetError(f"{dataset.path} has no video/ceiling.avi; make one with `walkout sim --video`")
+    import json
+
+    from edge.vision.offline import splice_vision_tracks, vision_tracks_for_dataset
+
+    stamps = json.loads(video.with_name(video.name + ".json").read_text())
+    stamps = stamps["timestamps"] if isinstance(stamps, dict) else stamps
+    camera = next(c for c in dataset.layout.cameras if c.kind == "ceiling")
+    node = camera.node_id or camera.id
+    tracks = vision_tracks_for_dataset(video, stamps, dataset.layout, camera.id, node)
+    return splice_vision_tracks(messages, tracks, node)
 
 
 class StoreUnderTest:
@@ -178,11 +198,12 @@ def run_dataset(
     speed: float | None = None,
     timeout_s: float = 120.0,
     progress: Progress | None = None,
+    vision: bool = False,
 ) -> dict[str, Any]:
     dataset = Dataset.open(path)
     with StoreUnderTest(dataset, broker_url, database_url) as store:
         total = int(dataset.manifest.get("message_count", 0))
-        store.publish(edge_messages(dataset), speed, progress, total)
+        store.publish(edge_messages(dataset, vision), speed, progress, total)
         store.publisher.flush()
         store.wait_for_exits(timeout_s, progress)
         return store.metrics()

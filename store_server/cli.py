@@ -334,6 +334,12 @@ def run(
     speed: Annotated[float | None, typer.Option(help="replay pace (1 = real time); default flat out")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the last receipts")] = 120.0,
     report: Annotated[Path | None, typer.Option(help="also write a report: OUT.html or OUT.md")] = None,
+    vision: Annotated[
+        bool,
+        typer.Option(
+            "--vision", help="track shoppers with YOLO on the dataset's video (walkout sim --video)"
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Replay a dataset through a broker into a store server, wait for every receipt, print accuracy."""
@@ -347,7 +353,9 @@ def run(
     bar, update = _progress()
     try:
         with bar:
-            metrics = run_dataset(dataset, broker, database_url, speed, timeout, progress=update)
+            metrics = run_dataset(
+                dataset, broker, database_url, speed, timeout, progress=update, vision=vision
+            )
     except (DatasetError, ConnectionError) as exc:
         _fail(str(exc))
     if report is not None:
