@@ -256,5 +256,18 @@ def run_bench(
     if progress:
         progress("detector", 0, 1)
     extra = detector_section(bench_detector(seconds=60.0))
+    from sim_data.bench_vision import bench_vision, format_table
+
+    if progress:
+        progress("vision", 0, 1)
+    extra += [
+        "## Vision: frames per second per camera, PyTorch vs ONNX Runtime, 320 vs 640 px",
+        "",
+        "The committed detector (models/walkout-yolo11n.*) with ByteTrack and floor mapping, on the same "
+        "rendered ceiling frames in one run, on this CPU.",
+        "",
+        format_table(bench_vision()),
+        "",
+    ]
     write_benchmarks(results, dataset, broker_url, out, extra)
     return results
