@@ -19,6 +19,7 @@ from edge.mqtt import BrokerAddress, parse_broker_url
 from edge.weight_detector import DetectorParams
 from sensors.calibration import PlateCalibration
 from sensors.health import HealthParams
+from store_server.domain.layout import explain_errors
 
 Pin = Annotated[int, Field(ge=0, le=53)]
 Positive = Annotated[float, Field(gt=0)]
@@ -253,18 +254,8 @@ class NodeConfigError(ValueError):
 
 
 _FIXES = {
-    "extra_forbidden": "remove it or check its spelling against docs/EDGE.md",
-    "missing": "add it",
-    "string_pattern_mismatch": "use letters, digits and _ . : - only",
-    "literal_error": "use one of the values listed",
     "union_tag_invalid": "set source.type to simulated, csv, dataset or hx711",
     "union_tag_not_found": "add source.type: simulated, csv, dataset or hx711",
-    "greater_than": "use a larger value",
-    "greater_than_equal": "use a larger value",
-    "less_than_equal": "use a smaller value",
-    "float_parsing": "write a number",
-    "int_parsing": "write a whole number",
-    "too_short": "add at least one entry",
 }
 
 
@@ -276,12 +267,9 @@ def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: {exc.error_count()} problem(s) in the edge node config"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            fix = _FIXES.get(err["type"], "see docs/EDGE.md for the expected form")
-            lines.append(f"  - {key}: {err['msg'].removeprefix('Value error, ')} -> fix: {fix}")
-        raise NodeConfigError("\n".join(lines)) from None
+        raise NodeConfigError(
+            explain_errors(source, "edge node config", exc, "docs/EDGE.md", _FIXES)
+        ) from None
 
 
 def _resolve(cfg: NodeConfig, base: Path) -> NodeConfig:

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.vision._ultra import DEFAULT_WEIGHTS
-from store_server.domain.layout import Camera, StoreLayout, load_layout
+from store_server.domain.layout import Camera, StoreLayout, explain_errors, load_layout
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
@@ -94,11 +94,9 @@ def load_vision_config(path: str | Path) -> VisionConfig:
     try:
         cfg = VisionConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: {exc.error_count()} problem(s) in the camera node config"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  - {key}: {err['msg']} -> see docs/VISION.md")
-        raise VisionConfigError("\n".join(lines)) from None
+        raise VisionConfigError(
+            explain_errors(str(path), "camera node config", exc, "docs/VISION.md")
+        ) from None
     layout = cfg.layout()
     for cam in cfg.cameras:
         try:

@@ -255,10 +255,10 @@ class LayoutError(ValueError):
     """A store file that cannot be used; the message names the file, the key and the fix."""
 
 
-_FIXES = {
-    "extra_forbidden": "remove it or check its spelling against docs/STORE_CONFIG.md",
+FIXES = {
     "missing": "add it",
     "string_pattern_mismatch": "use letters, digits and _ . : - only",
+    "literal_error": "use one of the values listed",
     "greater_than": "use a larger value",
     "greater_than_equal": "use a larger value",
     "less_than_equal": "use a smaller value",
@@ -268,11 +268,19 @@ _FIXES = {
 }
 
 
-def _explain(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: {exc.error_count()} problem(s) in the store layout"]
+def explain_errors(
+    source: str, what: str, exc: ValidationError, doc: str, fixes: dict[str, str] | None = None
+) -> str:
+    """Every validation error of a YAML file as ``key: reason -> fix: ...``, under the file's name.
+
+    Shared by every strictly validated config file (store layouts, edge and camera nodes); ``doc``
+    is where the expected form is described, ``fixes`` adds fixes for that file's own error types.
+    """
+    known = {**FIXES, "extra_forbidden": f"remove it or check its spelling against {doc}", **(fixes or {})}
+    lines = [f"{source}: {exc.error_count()} problem(s) in the {what}"]
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        fix = _FIXES.get(err["type"], "see docs/STORE_CONFIG.md for the expected form")
+        fix = known.get(err["type"], f"see {doc} for the expected form")
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"  - {key}: {msg} -> fix: {fix}")
     return "\n".join(lines)
@@ -284,7 +292,7 @@ def parse_layout(data: Any, source: str = "<layout>") -> StoreLayout:
     try:
         return StoreLayout.model_validate(data)
     except ValidationError as exc:
-        raise LayoutError(_explain(Path(source), exc)) from None
+        raise LayoutError(explain_errors(source, "store layout", exc, "docs/STORE_CONFIG.md")) from None
 
 
 def load_layout(path: str | Path) -> StoreLayout:
