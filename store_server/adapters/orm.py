@@ -77,6 +77,7 @@ sessions = Table(
     Column("group_size", Integer, nullable=False, server_default="1"),
     Index("ix_sessions_state_entered", "state", "entered_at"),
     Index("ix_sessions_entered_at", "entered_at"),
+    Index("ix_sessions_account_entered", "account_token", "entered_at"),  # a shopper's visits
 )
 
 session_tracks = Table(
@@ -123,6 +124,7 @@ receipts = Table(
     Column("decline_reason", Text, nullable=True),
     Column("issued_at", Double, nullable=False),  # wall clock: metrics and audit only
     Index("ix_receipts_exited_at", "exited_at"),
+    Index("ix_receipts_account_exited", "account_token", "exited_at"),  # a shopper's receipts
 )
 
 receipt_lines = Table(
