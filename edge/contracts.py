@@ -10,11 +10,16 @@ each id once, however often the broker delivers it. A node publishes in ``ts`` o
 the node's watermark: it promises not to send anything older afterwards.
 
 ``status`` is the exception: retained, used as the MQTT last will, and without ``seq``.
+
+Every size is bounded (payload bytes, nesting, strings, lists, numbers) and every number is finite, so
+one message can cost the server only a bounded amount of work; :func:`parse` refuses the rest with the
+field and the reason, cheaply, before the JSON is decoded into Python objects where it can.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Final, Literal, Protocol
 
 from pydantic import (
@@ -33,9 +38,35 @@ DEFAULT_PREFIX = "walkout"
 Feature = Literal["weight", "samples", "tracks", "detections", "gate", "heartbeat", "status"]
 FEATURES: tuple[str, ...] = ("weight", "samples", "tracks", "detections", "gate", "heartbeat", "status")
 
+# Bounds. Generous for real traffic (a samples batch of 64 plates x 600 floats is ~1 MB), tight enough
+# that one message costs the server a bounded amount of work and memory.
+MAX_PAYLOAD_BYTES: Final = 256 * 1024
+MAX_SAMPLES_PAYLOAD_BYTES: Final = 2 * 1024 * 1024
+MAX_TOPIC_LENGTH: Final = 255  # the inbox and dead-letter topic columns
+MAX_NESTING: Final = 8  # the deepest valid payload (samples: object > grams > row) is 3
+MAX_CONTAINERS: Final = 1024  # arrays and objects in one payload (200 track points are 202)
+MAX_TRACKS: Final = 200  # track points per tracks message: more people than any camera sees at once
+MAX_DETECTIONS: Final = 200
+MAX_PLATES: Final = 64
+MAX_SENSORS: Final = 256
+MAX_EPOCH_S: Final = 1e10  # year 2286: anything later is not a time (the server bounds it far tighter)
+MAX_GRAMS: Final = 1e6  # a tonne: more than any shelf holds
+MAX_RAW_GRAMS: Final = 1e9  # raw load-cell readings may carry an offset
+MAX_METRES: Final = 1e6
+MAX_SEQ: Final = 2**63 - 1
+
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-EpochSeconds = Annotated[float, Field(ge=0)]
+NodeId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+EpochSeconds = Annotated[float, Field(ge=0, le=MAX_EPOCH_S)]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+Metres = Annotated[float, Field(ge=-MAX_METRES, le=MAX_METRES)]
+Grams = Annotated[float, Field(ge=-MAX_GRAMS, le=MAX_GRAMS)]
+RawGrams = Annotated[float, Field(ge=-MAX_RAW_GRAMS, le=MAX_RAW_GRAMS)]
+# Free text is bounded and has no control characters (PostgreSQL text cannot even hold NUL).
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Label = Annotated[str, Field(min_length=1, max_length=128, pattern=_PRINTABLE)]
+Token = Annotated[str, Field(min_length=1, max_length=256, pattern=_PRINTABLE)]
+Role = Annotated[str, Field(max_length=32, pattern=_PRINTABLE)]
 
 
 def _field_error(field: str, reason: str) -> PydanticCustomError:
@@ -44,15 +75,16 @@ def _field_error(field: str, reason: str) -> PydanticCustomError:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: json.loads reads NaN, Infinity and 1e999 as floats; the contract does not.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Message(_Strict):
     """Fields every sequenced message carries."""
 
     v: Literal[1] = SCHEMA_VERSION
-    node_id: Identifier
-    seq: Annotated[int, Field(ge=0)]
+    node_id: NodeId
+    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
     ts: EpochSeconds
 
     @property
@@ -66,11 +98,11 @@ class WeightEvent(Message):
     kind: Literal["weight"] = "weight"
     gondola_id: Identifier
     shelf_id: Identifier
-    plate_ids: Annotated[list[Identifier], Field(min_length=1)]
-    delta_g: float
+    plate_ids: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_PLATES)]
+    delta_g: Grams
     t_start: EpochSeconds
     t_end: EpochSeconds
-    noise_g: Annotated[float, Field(ge=0)] = 0.0
+    noise_g: Annotated[float, Field(ge=0, le=MAX_GRAMS)] = 0.0
     confidence: Confidence = 1.0
 
     @model_validator(mode="after")
@@ -84,8 +116,8 @@ class WeightEvent(Message):
 
 class TrackPoint(_Strict):
     track_id: Identifier
-    x_m: float
-    y_m: float
+    x_m: Metres
+    y_m: Metres
     confidence: Confidence = 1.0
 
 
@@ -94,14 +126,14 @@ class ShopperTracks(Message):
 
     kind: Literal["tracks"] = "tracks"
     camera_id: Identifier
-    tracks: list[TrackPoint]
+    tracks: Annotated[list[TrackPoint], Field(max_length=MAX_TRACKS)]
 
 
 class ItemDetection(_Strict):
-    label: Annotated[str, Field(min_length=1, max_length=128)]
+    label: Label
     confidence: Confidence
-    x_m: float
-    y_m: float
+    x_m: Metres
+    y_m: Metres
     track_id: Identifier | None = None
 
 
@@ -110,7 +142,7 @@ class ItemDetections(Message):
 
     kind: Literal["detections"] = "detections"
     camera_id: Identifier
-    detections: list[ItemDetection]
+    detections: Annotated[list[ItemDetection], Field(max_length=MAX_DETECTIONS)]
 
 
 class GatePass(Message):
@@ -119,7 +151,7 @@ class GatePass(Message):
     kind: Literal["gate"] = "gate"
     gate_id: Identifier
     direction: Literal["entry", "exit"]
-    account_token: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    account_token: Token | None = None
     group_size: Annotated[int, Field(ge=1, le=20)] = 1
 
     @model_validator(mode="after")
@@ -137,10 +169,13 @@ class WeightSamples(Message):
     kind: Literal["samples"] = "samples"
     gondola_id: Identifier
     shelf_id: Identifier
-    plate_ids: Annotated[list[Identifier], Field(min_length=1, max_length=64)]
+    plate_ids: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_PLATES)]
     rate_hz: Annotated[float, Field(gt=0, le=1000)]
     t0: EpochSeconds
-    grams: Annotated[list[Annotated[list[float], Field(min_length=1, max_length=600)]], Field(min_length=1)]
+    grams: Annotated[
+        list[Annotated[list[RawGrams], Field(min_length=1, max_length=600)]],
+        Field(min_length=1, max_length=MAX_PLATES),
+    ]
 
     @model_validator(mode="after")
     def _shape(self) -> WeightSamples:
@@ -165,11 +200,13 @@ class NodeStatus(_Strict):
 
     v: Literal[1] = SCHEMA_VERSION
     kind: Literal["status"] = "status"
-    node_id: Identifier
+    node_id: NodeId
     state: Literal["online", "offline"]
     ts: EpochSeconds | None = None
-    role: Annotated[str, Field(max_length=32)] = "edge"
-    sensors: dict[str, Literal["ok", "degraded", "failed"]] = Field(default_factory=dict)
+    role: Role = "edge"
+    sensors: Annotated[
+        dict[Identifier, Literal["ok", "degraded", "failed"]], Field(max_length=MAX_SENSORS)
+    ] = Field(default_factory=dict)
 
 
 SequencedMessage = WeightEvent | WeightSamples | ShopperTracks | ItemDetections | GatePass | Heartbeat
@@ -238,8 +275,67 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return loc, err.get("msg", "invalid").removeprefix("Value error, ")
 
 
+def _payload_limit(feature: str) -> int:
+    return MAX_SAMPLES_PAYLOAD_BYTES if feature == "samples" else MAX_PAYLOAD_BYTES
+
+
+# A JSON string, or an unterminated one up to the end (so no position is scanned twice), and an
+# innermost array or object (one without a bracket inside). Both run at C speed.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+_INNERMOST = re.compile(rb"\[[^\[\]{}]*+\]|\{[^\[\]{}]*+\}")
+
+
+def _check_nesting(data: bytes, topic_name: str) -> None:
+    """Refuse JSON nested deeper than MAX_NESTING before decoding it: the decoder recurses per level.
+
+    Strings are blanked, arrays and objects counted (at most MAX_CONTAINERS), then innermost ones
+    removed one level per pass: more than MAX_NESTING passes is too deep. Each step is one regex over
+    the bytes, so any payload costs a bounded number of linear scans (unbalanced brackets are left for
+    the decoder to report).
+    """
+    if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
+        return
+    rest = _STRING.sub(b'""', data)
+    containers = rest.count(b"[") + rest.count(b"{")
+    if containers > MAX_CONTAINERS:  # decoding would build them all before the contract is checked
+        raise ContractError(
+            f"payload has {containers} arrays and objects; at most {MAX_CONTAINERS}", "payload", topic_name
+        )
+    for _ in range(MAX_NESTING):
+        rest, removed = _INNERMOST.subn(b"0", rest)
+        if not removed:
+            return
+    if _INNERMOST.search(rest):
+        raise ContractError(f"payload is nested deeper than {MAX_NESTING} levels", "payload", topic_name)
+
+
+def _decode(payload: bytes | str, feature: str, topic_name: str) -> Any:
+    data = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload)
+    limit = _payload_limit(feature)
+    if len(data) > limit:
+        raise ContractError(
+            f"payload is {len(data)} bytes; a {feature} message may have at most {limit}",
+            "payload",
+            topic_name,
+        )
+    _check_nesting(data, topic_name)
+    try:
+        return json.loads(data)
+    except RecursionError:  # a last line of defence: the decoder ran out of stack
+        raise ContractError("payload is nested too deeply", "payload", topic_name) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 4300+ digits
+        reason = str(exc)[:200]
+        raise ContractError(f"payload is not JSON: {reason}", "payload", topic_name) from None
+
+
 def parse(topic_name: str, payload: bytes | str, prefix: str = DEFAULT_PREFIX) -> AnyMessage:
     """Validate one MQTT message against its topic; raise ContractError with a named field."""
+    if len(topic_name) > MAX_TOPIC_LENGTH:
+        raise ContractError(
+            f"topic is {len(topic_name)} characters; at most {MAX_TOPIC_LENGTH}",
+            "topic",
+            topic_name[:MAX_TOPIC_LENGTH],
+        )
     parts = topic_name.split("/")
     if len(parts) != 4 or parts[0] != prefix:
         raise ContractError(
@@ -249,25 +345,23 @@ def parse(topic_name: str, payload: bytes | str, prefix: str = DEFAULT_PREFIX) -
     model = PAYLOAD_BY_FEATURE.get(feature)
     if model is None:
         raise ContractError(
-            f"unknown feature {feature!r}; expected one of {', '.join(FEATURES)}", "topic", topic_name
+            f"unknown feature {feature[:40]!r}; expected one of {', '.join(FEATURES)}", "topic", topic_name
         )
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"payload is not JSON: {exc}", "payload", topic_name) from None
+    data = _decode(payload, feature, topic_name)
     if not isinstance(data, dict):
         raise ContractError("payload must be a JSON object", "payload", topic_name)
     version = data.get("v")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or type(version) is not int:
+        shown = repr(version)[:40]
         raise ContractError(
-            f"schema version {version!r} is not supported (this server speaks v{SCHEMA_VERSION})",
+            f"schema version {shown} is not supported (this server speaks v{SCHEMA_VERSION})",
             "v",
             topic_name,
         )
     data.setdefault("kind", feature)
     if data["kind"] != feature:
         raise ContractError(
-            f"kind {data['kind']!r} does not match topic feature {feature!r}", "kind", topic_name
+            f"kind {repr(data['kind'])[:40]} does not match topic feature {feature!r}", "kind", topic_name
         )
     try:
         message = model.model_validate(data)
@@ -276,11 +370,40 @@ def parse(topic_name: str, payload: bytes | str, prefix: str = DEFAULT_PREFIX) -
         raise ContractError(reason, field, topic_name) from None
     if message.node_id != node_id:  # type: ignore[attr-defined]
         raise ContractError(
-            f"node_id {message.node_id!r} does not match topic node {node_id!r}",  # type: ignore[attr-defined]
+            f"node_id {message.node_id!r} does not match topic node {node_id[:64]!r}",  # type: ignore[attr-defined]
             "node_id",
             topic_name,
         )
     return message  # type: ignore[return-value]
+
+
+TIME_FIELDS: tuple[str, ...] = ("ts", "t_start", "t_end", "t0")
+
+
+def check_clock(message: AnyMessage, reference: float, ahead_s: float, behind_s: float) -> None:
+    """Refuse event times further than ``ahead_s`` after, or ``behind_s`` before, ``reference`` (the
+    server's clock): one such time would otherwise move the watermark, or open a visit, for good.
+
+    ``status`` carries no event time that matters (a retained last will may be days old).
+    """
+    if isinstance(message, NodeStatus):
+        return
+    for name in TIME_FIELDS:
+        value = getattr(message, name, None)
+        if value is None:
+            continue
+        if value > reference + ahead_s:
+            raise ContractError(
+                f"{name} {value:.3f} is {value - reference:.0f} s ahead of the server's clock "
+                f"({reference:.3f}); at most {ahead_s:.0f} s are allowed",
+                name,
+            )
+        if value < reference - behind_s:
+            raise ContractError(
+                f"{name} {value:.3f} is {reference - value:.0f} s behind the server's clock "
+                f"({reference:.3f}); at most {behind_s:.0f} s are allowed",
+                name,
+            )
 
 
 def encode(message: AnyMessage) -> bytes:

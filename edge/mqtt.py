@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -14,6 +17,15 @@ from paho.mqtt.properties import Properties
 RECEIVE_MAXIMUM = 65535  # MQTT 5: how many unacknowledged messages the broker may send us
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session while we are away
 MQTT5_ANSWER_S = 3.0  # a 3.1.1-only broker (amqtt) does not answer an MQTT 5 CONNECT at all
+# A broker acknowledges a QoS 1 message before it has saved it. Mosquitto (autosave_on_changes with
+# autosave_interval 1) saves a queued message at the end of the loop pass that sent the PUBACK, a few
+# ms later; one it passes straight on to a connected subscriber is no "change" and may never be saved
+# (a kill -9 drops it if it has not reached the subscriber yet). A publisher that loses the broker
+# sends again what was acknowledged in this many seconds before the last acknowledgement, so neither
+# gap loses anything.
+RESEND_ACKED_S = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,3 +101,42 @@ def connect_options(protocol: int, persistent: bool) -> dict[str, Any]:
     if persistent:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
     return {"clean_start": not persistent, "properties": props}
+
+
+class AckedTail(Generic[T]):
+    """The messages a broker acknowledged in the last ``window_s`` seconds before its latest PUBACK.
+
+    An acknowledgement is not yet a save: a broker killed between the two forgets messages it already
+    acknowledged. Keep this tail and publish it again after an unexpected disconnect; the receiver drops
+    the repeats by their ``node_id:seq`` id. The window is measured against the latest acknowledgement,
+    not the disconnect, so a broker that died silently (noticed only by keep-alive) is covered too.
+    Not thread-safe: the owner holds its own lock.
+    """
+
+    def __init__(
+        self,
+        window_s: float = RESEND_ACKED_S,
+        max_items: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window_s = window_s
+        self._items: deque[tuple[float, T]] = deque(maxlen=max_items)
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return (item for _, item in self._items)
+
+    def add(self, item: T) -> None:
+        now = self._clock()
+        self._items.append((now, item))
+        while self._items and self._items[0][0] < now - self.window_s:
+            self._items.popleft()
+
+    def take(self) -> list[T]:
+        """Everything in the tail, oldest first; the tail is empty afterwards."""
+        items = [item for _, item in self._items]
+        self._items.clear()
+        return items

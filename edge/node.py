@@ -100,7 +100,11 @@ def open_source(cfg: NodeConfig) -> tuple[PlateSource, float, tuple[float, float
 
 def make_link(cfg: NodeConfig, spool: Spool, status: Any) -> SpooledLink:
     address = cfg.broker.address()
-    client = make_client(replace(address, tls=False), f"walkout-edge-{cfg.node_id}", persistent=False)
+    # The broker drops the older of two connections with one client id, so the id names the node
+    # exactly (prefix, store, node): nodes of two stores or runs on one broker never take turns
+    # throwing each other off, while a restarted node still replaces its own stale connection.
+    client_id = f"{cfg.broker.topic_prefix}-edge-{cfg.store_id}-{cfg.node_id}"
+    client = make_client(replace(address, tls=False), client_id, persistent=False)
     tls = cfg.broker.tls
     if address.tls:
         client.tls_set(

@@ -7,7 +7,9 @@ returns, so a crash or a power cut after it loses nothing. The publisher reads t
 publishes them in order and deletes each one only after the broker acknowledged it (QoS 1), so
 while the broker is unreachable the spool simply grows, and after a reconnect (or a restart of the
 node) it drains in the original order. A message may be published twice around a crash; the store
-server drops the repeat by its ``node_id:seq`` id.
+server drops the repeat by its ``node_id:seq`` id. Entries the broker acknowledged in the last seconds
+before it went away go back into the spool and are published again: a broker killed between its PUBACK
+and its next save has forgotten them (see :class:`edge.mqtt.AckedTail`).
 
 The spool also keeps the node's sequence counter: a node must never reuse a ``seq``. Numbers are
 reserved on disk in blocks, so a restart continues after the last reserved block (a gap in the
@@ -27,7 +29,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.mqtt import BrokerAddress
+from edge.mqtt import RESEND_ACKED_S, AckedTail, BrokerAddress
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +120,19 @@ class Spool:
             ).fetchall()
         return [SpoolEntry(int(r[0]), str(r[1]), bytes(r[2]), bool(r[3])) for r in rows]
 
+    def restore(self, entries: list[SpoolEntry]) -> None:
+        """Put acknowledged entries back under their old ids (so they drain first, in order)."""
+        if not entries:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO outbox (id, topic, payload, retain) VALUES (?, ?, ?, ?)",
+                [(e.id, e.topic, e.payload, int(e.retain)) for e in entries],
+            )
+            self._db.execute("COMMIT")
+            self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
     def remove(self, ids: list[int]) -> None:
         """Forget entries the broker acknowledged."""
         if not ids:
@@ -139,8 +154,9 @@ class SpooledLink:
     Everything that must arrive goes through :class:`Spool` first. :meth:`pump` (called from the
     node's loop, one thread) publishes the oldest entries, at most ``max_inflight`` unacknowledged,
     and deletes each after its PUBACK. On a reconnect the unacknowledged ones are published again
-    from the spool. Heartbeats go out directly, and only when the spool is empty, so the node's
-    messages always reach the broker in ``ts`` order.
+    from the spool, after those acknowledged within ``resend_acked_s`` before the connection dropped.
+    Heartbeats go out directly, and only when the spool is empty, so the node's messages always reach
+    the broker in ``ts`` order.
     """
 
     def __init__(
@@ -152,6 +168,7 @@ class SpooledLink:
         status: Callable[[str], bytes],
         max_inflight: int = 100,
         keepalive_s: int = 30,
+        resend_acked_s: float = RESEND_ACKED_S,
     ) -> None:
         self.client = client
         self.address = address
@@ -163,8 +180,14 @@ class SpooledLink:
         self._connected = threading.Event()
         self._restart = threading.Event()
         self._closing = False
-        self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
+        self._inflight: dict[int, tuple[SpoolEntry, mqtt.MQTTMessageInfo]] = {}
+        self._tail: AckedTail[SpoolEntry] = AckedTail(resend_acked_s)
+        self._tail_lock = threading.Lock()
+        self._lost = False  # the connection dropped: send the tail again on the next one
         self.published = 0
+        # The window is the link's (max_inflight); paho holding messages back would let what it
+        # re-sends after a reconnect overtake the older tail sent from _on_connect.
+        client.max_inflight_messages_set(0)
         client.will_set(status_topic, status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -183,10 +206,21 @@ class SpooledLink:
             return
         logger.info("connected to %s; %d spooled message(s) to send", self.address, len(self.spool))
         client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        if self._lost:
+            self._lost = False
+            with self._tail_lock:
+                again = self._tail.take()
+            if again:
+                logger.info("publishing again %d message(s) acknowledged just before the loss", len(again))
+            for entry in again:  # in order, before paho re-sends what was in flight (newer)
+                client.publish(entry.topic, entry.payload, qos=1, retain=entry.retain)
+            self.spool.restore(again)  # and on disk again until acknowledged again
         self._restart.set()
         self._connected.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not self._closing:
+            self._lost = True
         if self._connected.is_set() and not self._closing:
             logger.warning(
                 "lost the broker %s (%s); spooling to %s until it is back",
@@ -212,9 +246,10 @@ class SpooledLink:
         if self._restart.is_set():  # a new connection: whatever was in flight goes again
             self._restart.clear()
             self._inflight.clear()
-        acked = [i for i, info in self._inflight.items() if info.is_published()]
-        for i in acked:
-            del self._inflight[i]
+        acked = [i for i, (_, info) in self._inflight.items() if info.is_published()]
+        with self._tail_lock:
+            for i in acked:
+                self._tail.add(self._inflight.pop(i)[0])
         self.spool.remove(acked)
         self.published += len(acked)
         room = self._max_inflight - len(self._inflight)
@@ -224,7 +259,7 @@ class SpooledLink:
                 info = self.client.publish(entry.topic, entry.payload, qos=1, retain=entry.retain)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break
-                self._inflight[entry.id] = info
+                self._inflight[entry.id] = (entry, info)
         return len(self.spool)
 
     def can_send_direct(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from edge.publisher import Publisher
@@ -47,8 +47,12 @@ def run_live_edge(
     stop: threading.Event,
     seed: int = 1,
     before_round: Callable[[dict[str, Any]], None] | None = None,
+    sign: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
 ) -> None:
-    """Simulate rounds of shoppers starting now and publish them at 1x until ``stop`` is set."""
+    """Simulate rounds of shoppers starting now and publish them at 1x until ``stop`` is set.
+
+    ``sign`` turns the entry passes' bare tokens into entry codes (an in-process store server's
+    :class:`~sim_data.entry_signing.EntrySigner`); without it the store server must accept bare tokens."""
     renumber = _Renumber()
     while not stop.is_set():
         result = simulate(layout, "basic", seed=seed, t0=time.time() + 1.0)
@@ -67,7 +71,7 @@ def run_live_edge(
                 raise _Stopped
 
         try:
-            replay(messages, publisher, speed=1.0, on_message=until_stopped)
+            replay(sign(messages) if sign else messages, publisher, speed=1.0, on_message=until_stopped)
         except _Stopped:
             return
         seed += 1

@@ -18,6 +18,7 @@ from typing import Any
 from edge.mqtt import parse_broker_url
 from edge.publisher import Publisher
 from sim_data.dataset import Dataset, DatasetError
+from sim_data.entry_signing import EntrySigner
 from sim_data.evaluate import evaluate, scenario_of
 from sim_data.replay import replay
 from store_server.adapters.embedded_broker import EmbeddedBroker, free_port
@@ -128,9 +129,15 @@ class StoreUnderTest:
             receipts_dir=tmp / "receipts",
             topic_prefix=self.prefix,
             mqtt_client_id=f"walkout-run-{self.run_id}",
+            # A recorded day: event times are checked against the replay's own clock, from its start.
+            event_clock="replay",
+            replay_start_ts=next((m.t for m in self.dataset.messages()), None),
         )
         self.server = bootstrap(settings, layout=self.dataset.layout)
         stack.callback(self.server.stop)
+        assert self.server.web is not None
+        # Shoppers enter on codes this server issues (bare tokens stay off, as in production).
+        self.signer = EntrySigner(self.server.web.people)
         provision_accounts(self.server, self.dataset.ground_truth)
         self.consumer = self.server.start_consumer(self.broker_url, protocol=protocol)
         self.consumer.wait_connected()
@@ -161,7 +168,8 @@ class StoreUnderTest:
             if progress and (n % 200 == 0 or n == total):
                 progress("replay", n, total)
 
-        return replay(messages, self.publisher, speed=speed, prefix=self.prefix, on_message=tick)
+        signed = self.signer.messages(messages)
+        return replay(signed, self.publisher, speed=speed, prefix=self.prefix, on_message=tick)
 
     def wait_for_exits(self, timeout_s: float, progress: Progress | None = None) -> int:
         """Wait until every ground-truth shopper has left (receipt issued or left empty)."""

@@ -3,6 +3,9 @@
 :func:`replay` publishes any stream of messages (the run pipeline and the live demo use it).
 :func:`replay_dataset` adds what ``walkout replay`` needs on top: looping (each pass shifted in time
 and renumbered so message ids stay unique), resuming after the first N messages, and a clean stop.
+A broker restart does not stop a replay (the publisher reconnects and sends again what the broker may
+have lost); a broker that stays away ends it with :class:`ReplayInterrupted`, which names the message
+to resume from.
 """
 
 from __future__ import annotations
@@ -22,9 +25,22 @@ LOOP_GAP_S = 1.0  # between the end of one pass and the start of the next
 
 
 class _Sink(Protocol):
+    """Where messages go: :class:`edge.publisher.Publisher`, or a fake. A sink that also has the
+    publisher's ``published`` and ``settled`` counters gives a resume point on failure."""
+
     def publish_raw(self, topic_name: str, payload: dict[str, Any] | bytes, retain: bool = False) -> None: ...
 
-    def flush(self, timeout_s: float = 30.0) -> None: ...
+    def flush(self, timeout_s: float | None = None) -> None: ...
+
+
+class ReplayInterrupted(ConnectionError):
+    """The broker went away for good during a replay. Resume at ``next_message``: the broker kept
+    every message before it; some after it may have arrived already (the store server keeps one)."""
+
+    def __init__(self, reason: str, next_message: int) -> None:
+        super().__init__(f"{reason}; resume with --from-message {next_message}")
+        self.reason = reason
+        self.next_message = next_message
 
 
 def retarget(topic_name: str, prefix: str | None) -> str:
@@ -145,5 +161,11 @@ def replay_dataset(
     duration = float(dataset.manifest.get("duration_s") or 0.0)
     stream = itertools.islice(looped(dataset.messages, loops, duration), from_message, None)
     tick = None if on_message is None else (lambda n: on_message(from_message + n))
-    sent = replay(stream, sink, speed=speed, prefix=prefix, on_message=tick, stop=stop)
+    before = getattr(sink, "published", None)
+    try:
+        sent = replay(stream, sink, speed=speed, prefix=prefix, on_message=tick, stop=stop)
+    except ConnectionError as exc:
+        settled = getattr(sink, "settled", None)
+        safe = settled - before if isinstance(before, int) and isinstance(settled, int) else 0
+        raise ReplayInterrupted(str(exc), from_message + max(0, safe)) from exc
     return ReplayResult(sent, from_message + sent, stop.is_set())

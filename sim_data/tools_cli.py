@@ -102,21 +102,30 @@ def replay_command(
     prefix: Annotated[
         str | None, typer.Option(help="publish under this topic prefix (default: the dataset's own)")
     ] = None,
+    outage_timeout: Annotated[
+        float,
+        typer.Option(help="seconds to wait for a broker that went away before stopping", min=1),
+    ] = 120.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Publish a dataset's messages to a broker, keeping their timing scaled by --speed."""
+    """Publish a dataset's messages to a broker, keeping their timing scaled by --speed.
+
+    A broker restart does not stop it: it reconnects and goes on where it was."""
     _logging(verbose)
     from edge.mqtt import parse_broker_url
     from edge.publisher import Publisher
     from sim_data.dataset import Dataset, DatasetError
-    from sim_data.replay import replay_dataset
+    from sim_data.replay import ReplayInterrupted, replay_dataset
 
     if not max_speed and speed <= 0:
         _fail("--speed must be positive (or use --max-speed)")
     try:
         data = Dataset.open(dataset)
         publisher = Publisher(
-            parse_broker_url(broker), data.layout.store_id, f"walkout-replay-{time.time():.0f}"
+            parse_broker_url(broker),
+            data.layout.store_id,
+            f"walkout-replay-{time.time():.0f}",
+            outage_timeout_s=outage_timeout,
         )
         publisher.connect()
     except (DatasetError, ConnectionError, ValueError) as exc:
@@ -165,6 +174,9 @@ def replay_command(
                 on_message=tick,
             )
         publisher.close(offline=False)
+    except ReplayInterrupted as exc:
+        publisher.close(offline=False, timeout_s=1.0)
+        _fail(f"{exc.reason}; resume with --from-message {exc.next_message}")
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.stopped:

@@ -19,6 +19,7 @@ from edge.vision_cli import models_export_command, models_train_command, vision_
 from sim_data.importers.cli import import_autocheckout_command
 from sim_data.tools_cli import evaluate_command, record_command, replay_command
 from store_server.config_check import config_check_command
+from store_server.maintenance_cli import maintenance_app
 from store_server.settings import Settings
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ users_app = typer.Typer(
 app.add_typer(users_app, name="users")
 import_app = typer.Typer(help="Import public recordings as Walkout datasets.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+app.add_typer(maintenance_app, name="maintenance")
 config_app.command("check")(config_check_command)
 sensors_app = typer.Typer(help="Load cells of an edge node: calibration.", no_args_is_help=True)
 app.add_typer(sensors_app, name="sensors")
@@ -224,11 +226,18 @@ def demo(
     _logging(verbose)
     from edge.mqtt import parse_broker_url
     from edge.publisher import Publisher
+    from sim_data.entry_signing import EntrySigner
     from sim_data.live import run_live_edge
     from sim_data.pipeline import provision_accounts
     from store_server.bootstrap import bootstrap
 
-    settings = Settings(database_url=Settings().database_url.replace("walkout.db", "demo.db"), http_port=port)
+    # The demo's shopper tops up for free (there is no card provider); its simulated shoppers enter
+    # on entry codes this server issues, like real ones (bare tokens stay off).
+    settings = Settings(
+        database_url=Settings().database_url.replace("walkout.db", "demo.db"),
+        http_port=port,
+        demo_free_top_ups=True,
+    )
     server = bootstrap(settings)
     broker_url, broker = _start_broker(settings)
     server.start_consumer(broker_url, protocol=4 if broker else settings.mqtt_protocol).wait_connected()
@@ -260,8 +269,16 @@ def demo(
         "  receipts appear below as simulated shoppers leave (Ctrl-C stops)",
         markup=False,
     )
+    assert server.web is not None
     try:
-        run_live_edge(server.layout, publisher, stop, seed, lambda truth: provision_accounts(server, truth))
+        run_live_edge(
+            server.layout,
+            publisher,
+            stop,
+            seed,
+            lambda truth: provision_accounts(server, truth),
+            sign=EntrySigner(server.web.people).messages,
+        )
     except KeyboardInterrupt:
         pass
     finally:
@@ -279,7 +296,8 @@ def demo_edge(
     seed: int = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Only the simulated edge: shoppers at 1x published to a broker (the store server runs elsewhere)."""
+    """Only the simulated edge: shoppers at 1x published to a broker (the store server runs elsewhere,
+    with WALKOUT_ACCEPT_RAW_ACCOUNT_TOKENS=true: simulated shoppers enter on bare tokens)."""
     _logging(verbose)
     from edge.mqtt import parse_broker_url
     from edge.publisher import Publisher

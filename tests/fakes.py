@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from store_server.backend.api import OrderAdjustmentIn, OrderIn, OrderOut, StockLevel
+from store_server.domain.accounts import EntryCode
 from store_server.domain.receipt import Receipt
 from store_server.domain.review import ReceiptCorrection, ReviewItem, ReviewStatus
 from store_server.domain.session import SessionState, ShopperSession
@@ -75,6 +76,34 @@ class FakeInbox:
 
     def count(self) -> int:
         return len(self.rows)
+
+    def _prunable(self, received_before: float, ts_before: float) -> list[str]:
+        newest = self.node_watermarks()
+        return [
+            r.msg_id
+            for r in self.rows.values()
+            if r.processed
+            and r.due < ts_before
+            and r.received_at < received_before
+            and r.ts < newest[r.node_id]
+        ]
+
+    def prune_processed(self, received_before: float, ts_before: float, limit: int) -> int:
+        ids = self._prunable(received_before, ts_before)[:limit]
+        for msg_id in ids:
+            del self.rows[msg_id]
+        return len(ids)
+
+    def count_prunable(self, received_before: float, ts_before: float) -> int:
+        return len(self._prunable(received_before, ts_before))
+
+    def track_sightings(self, since: float, until: float) -> dict[str, float]:
+        seen: dict[str, float] = {}
+        for r in self.of_kind_since("tracks", since):
+            if r.ts < until:
+                for point in r.payload.get("tracks", []):
+                    seen[point["track_id"]] = max(seen.get(point["track_id"], r.ts), r.ts)
+        return seen
 
 
 class FakeSessions:
@@ -160,6 +189,14 @@ class FakeDeadLetters:
     def count(self) -> int:
         return len(self.letters)
 
+    def prune(self, received_before: float, limit: int) -> int:
+        old = {id(d) for d in [d for d in self.letters if d.received_at < received_before][:limit]}
+        self.letters = [d for d in self.letters if id(d) not in old]
+        return len(old)
+
+    def count_before(self, received_before: float) -> int:
+        return sum(1 for d in self.letters if d.received_at < received_before)
+
 
 class FakeReviews:
     """Review queue and receipt corrections in memory (issue 6)."""
@@ -206,6 +243,10 @@ class FakeReviews:
 class FakeEntryCodes:
     def __init__(self) -> None:
         self.used: dict[str, str] = {}
+        self.codes: dict[str, EntryCode] = {}  # what the store issued, by reference
+
+    def issued(self, reference: str) -> EntryCode | None:
+        return self.codes.get(reference)
 
     def use(self, nonce: str, account_token: str, session_id: str, used_at: float) -> str:
         return self.used.setdefault(nonce, session_id)

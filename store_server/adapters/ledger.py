@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store_server.adapters import orm
 from store_server.adapters.db import dialect_insert, shared_sqlite_session
-from store_server.service.ports import ChargeResult
+from store_server.domain.accounts import TopUpRefused
+from store_server.service.ports import ChargeResult, TopUpStarted
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ class LedgerGateway:
 
 
 class Accounts:
-    """Administration of ledger accounts (demo seeding, staff top-ups, the shopper app)."""
+    """Administration of ledger accounts (seeding, staff top-ups, credits a payment step confirmed).
+    ``top_up`` moves money without asking: only trusted callers reach it, never a shopper's request."""
 
     def __init__(
         self, session_factory: sessionmaker[Session], now: Now = time.time, currency: str = "EUR"
@@ -255,10 +257,37 @@ class Accounts:
         return self.balance(token)
 
     def _credit(self, s: Session, token: str, amount_cents: int, kind: EntryKind, key: str) -> None:
-        if amount_cents <= 0:
-            raise ValueError(f"a {kind} must be a positive amount")
-        if _insert_entry(s, token, amount_cents, kind, key, self._currency, self._now()) is None:
-            logger.info("%s %s already applied", kind, key)
-            return
-        a = orm.accounts
-        s.execute(update(a).where(a.c.token == token).values(balance_cents=a.c.balance_cents + amount_cents))
+        credit(s, token, amount_cents, kind, key, self._currency, self._now())
+
+
+def credit(
+    s: Session, token: str, amount_cents: int, kind: EntryKind, key: str, currency: str, now: float
+) -> bool:
+    """Credit an account once per key inside the caller's transaction; False when the key was used."""
+    if amount_cents <= 0:
+        raise ValueError(f"a {kind} must be a positive amount")
+    if _insert_entry(s, token, amount_cents, kind, key, currency, now) is None:
+        logger.info("%s %s already applied", kind, key)
+        return False
+    a = orm.accounts
+    s.execute(update(a).where(a.c.token == token).values(balance_cents=a.c.balance_cents + amount_cents))
+    return True
+
+
+class LedgerTopUps:
+    """The built-in ledger's top-up step (a TopUpPort). It takes no card: a shopper's top-up is refused
+    unless ``free`` (``WALKOUT_DEMO_FREE_TOP_UPS``, which ``walkout demo`` turns on) credits it as is.
+    Staff credit wallets through :meth:`Accounts.top_up` (``POST /api/accounts/{token}/top-ups``)."""
+
+    def __init__(self, accounts: Accounts, free: bool = False) -> None:
+        self._accounts = accounts
+        self.free = free
+
+    def start_top_up(
+        self, account_token: str, amount_cents: int, currency: str, idempotency_key: str, return_url: str
+    ) -> TopUpStarted:
+        if not self.free:
+            raise TopUpRefused("this store takes no card payments yet: ask staff to top up your wallet")
+        self._accounts.top_up(account_token, amount_cents, f"demo-free:{idempotency_key}")
+        logger.info("demo top-up of %d cents for %s (free: no payment step)", amount_cents, account_token)
+        return TopUpStarted("credited", idempotency_key)

@@ -3,6 +3,10 @@
 paho's network thread only queues messages; one worker thread hands them to the processor in
 batches and acknowledges each message after its batch is committed (manual ack). A message the
 server crashed on is therefore redelivered by the broker, never lost; the inbox drops the copy.
+
+A message the processor cannot store is its own dead letter (the processor splits a failing batch to
+find it); a batch that still fails means the database is down, and it is retried with back-off, never
+acknowledged until stored. :meth:`MqttConsumer.health` says how long that has gone on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge.mqtt import MQTT5_ANSWER_S, BrokerAddress, connect_options, make_client
+from store_server import metrics
+from store_server.service.health import IngestState
 from store_server.service.ingest import RawMessage
 
 logger = logging.getLogger(__name__)
@@ -52,6 +58,9 @@ class MqttConsumer:
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
         self.batches = 0
         self.handled = 0  # messages stored and acknowledged
+        self._current: list[RawMessage] = []  # the batch being stored
+        self._failing_since: float | None = None  # monotonic time of its first failure
+        self._last_error: str | None = None
 
     def _client(self, protocol: int) -> mqtt.Client:
         client = make_client(
@@ -121,6 +130,21 @@ class MqttConsumer:
     def idle(self) -> bool:
         return self._queue.empty() and not self._busy
 
+    def health(self) -> IngestState:
+        current = self._current
+        oldest = current[0].received_at if current else None
+        if oldest is None:
+            with self._queue.mutex:  # peek at the head of the queue without taking it
+                oldest = self._queue.queue[0][0].received_at if self._queue.queue else None
+        failing_since = self._failing_since
+        return IngestState(
+            connected=self.connected.is_set(),
+            queued=self._queue.qsize() + len(current),
+            oldest_age_s=max(0.0, self.clock() - oldest) if oldest is not None else 0.0,
+            failing_for_s=time.monotonic() - failing_since if failing_since is not None else 0.0,
+            last_error=self._last_error if failing_since is not None else None,
+        )
+
     _busy = False
 
     def _take_batch(self) -> list[tuple[RawMessage, int, int]]:
@@ -143,12 +167,17 @@ class MqttConsumer:
             if not batch:
                 continue
             self._busy = True
+            self._current = [raw for raw, _, _ in batch]
             delay = 0.5
             while not self._stop.is_set():
                 try:
-                    self.handle_batch([raw for raw, _, _ in batch])
+                    self.handle_batch(self._current)
                     break
-                except Exception:  # the database may be down: keep the batch, retry, ack nothing yet
+                except Exception as exc:  # the database is down: keep the batch, retry, ack nothing yet
+                    if self._failing_since is None:
+                        self._failing_since = time.monotonic()
+                    self._last_error = f"{exc.__class__.__name__}: {exc}"[:200]
+                    metrics.INGEST_RETRIES.inc()
                     logger.exception(
                         "could not store a batch of %d messages; retrying in %.1f s", len(batch), delay
                     )
@@ -157,6 +186,8 @@ class MqttConsumer:
             else:
                 self._busy = False
                 return  # stopping: unacknowledged messages come back after the restart
+            self._failing_since = None
+            self._current = []
             for _, mid, qos in batch:
                 if qos > 0:
                     self.client.ack(mid, qos)

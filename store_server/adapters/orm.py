@@ -263,3 +263,33 @@ receipt_corrections = Table(
     Index("ix_receipt_corrections_status", "status"),
     Index("ix_receipt_corrections_review", "review_id"),
 )
+
+# -- entry codes by reference, card top-ups (migration 0005) ---------------------------------------
+
+entry_codes = Table(
+    "entry_codes",
+    metadata,
+    # The random reference a code carries instead of the account token; the gate looks it up here.
+    Column("reference", String(32), primary_key=True),
+    Column("account_token", String(128), nullable=False),
+    Column("group_size", Integer, nullable=False),  # the only source of a group's size at the gate
+    Column("issued_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),  # compared with the gate pass's event time
+    Index("ix_entry_codes_expires", "expires_at"),
+)
+
+top_up_checkouts = Table(
+    "top_up_checkouts",
+    metadata,
+    Column("id", String(128), primary_key=True),  # the provider's checkout session id
+    Column("idempotency_key", String(255), nullable=False, unique=True),  # a double-submitted form
+    Column("account_token", String(128), ForeignKey("accounts.token"), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("url", Text, nullable=False),  # the provider's hosted page
+    Column("status", String(16), nullable=False),  # pending | paid
+    Column("payment_id", String(128), nullable=True),  # the provider's payment, the credit's key
+    Column("created_at", Double, nullable=False),
+    Column("paid_at", Double, nullable=True),
+    Index("ix_top_up_checkouts_account", "account_token", "created_at"),
+)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, delete, false, func, select, update
+from sqlalchemy import Row, and_, delete, false, func, select, true, update
 from sqlalchemy.orm import Session
 
 from store_server.adapters import orm
@@ -26,6 +26,10 @@ T = TypeVar("T")
 # Rows per statement: 500 x 9 columns stays far below SQLite's 32766 and PostgreSQL's 65535
 # bound-parameter limits while keeping one round trip for a typical batch.
 CHUNK = 500
+# A dead letter keeps this much of its raw payload: enough to see what was wrong, while a flood of
+# megabyte-sized poison messages cannot fill the disk. The original size goes into the reason.
+DEAD_LETTER_PAYLOAD_MAX_BYTES = 4096
+DEAD_LETTER_REASON_MAX_CHARS = 2000
 
 
 def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -105,6 +109,53 @@ class SqlAlchemyInboxRepository:
 
     def count(self) -> int:
         return self._s.execute(select(func.count()).select_from(orm.inbox_messages)).scalar_one()
+
+    # -- retention ------------------------------------------------------------------------------
+    def _prunable(self, received_before: float, ts_before: float) -> Any:
+        t = orm.inbox_messages
+        newest = orm.inbox_messages.alias("newest")
+        newest_of_node = (
+            select(func.max(newest.c.ts)).where(newest.c.node_id == t.c.node_id).scalar_subquery()
+        )
+        # due >= ts, so "due < ts_before" bounds ts too and walks the pending index (processed, due).
+        # The newest row of each node stays: the watermarks are rebuilt from it after a restart.
+        return and_(
+            t.c.processed == true(),
+            t.c.due < ts_before,
+            t.c.received_at < received_before,
+            t.c.ts < newest_of_node,
+        )
+
+    def prune_processed(self, received_before: float, ts_before: float, limit: int) -> int:
+        t = orm.inbox_messages
+        ids = list(
+            self._s.execute(
+                select(t.c.msg_id).where(self._prunable(received_before, ts_before)).limit(limit)
+            ).scalars()
+        )
+        for chunk in _chunks(ids):
+            self._s.execute(delete(t).where(t.c.msg_id.in_(chunk)))
+        return len(ids)
+
+    def count_prunable(self, received_before: float, ts_before: float) -> int:
+        t = orm.inbox_messages
+        stmt = select(func.count()).select_from(t).where(self._prunable(received_before, ts_before))
+        return int(self._s.execute(stmt).scalar_one())
+
+    def track_sightings(self, since: float, until: float) -> dict[str, float]:
+        t = orm.inbox_messages
+        stmt = (
+            select(t.c.ts, t.c.payload)
+            .where(t.c.kind == "tracks", t.c.ts >= since, t.c.ts < until)
+            .execution_options(yield_per=1000)  # streamed: a recovery never holds the whole window
+        )
+        seen: dict[str, float] = {}
+        for ts, payload in self._s.execute(stmt):
+            for point in payload.get("tracks", []):
+                track_id = point["track_id"]
+                if ts > seen.get(track_id, float("-inf")):
+                    seen[track_id] = float(ts)
+        return seen
 
 
 def _inbox_row(r: Row[Any]) -> InboxRow:
@@ -362,16 +413,24 @@ class SqlAlchemyOutboxRepository:
 
 
 class SqlAlchemyDeadLetterRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, max_payload_bytes: int = DEAD_LETTER_PAYLOAD_MAX_BYTES) -> None:
         self._s = session
+        self._max_payload = max_payload_bytes
 
     def add(self, letter: DeadLetter) -> None:
+        # Everything here came from outside: bounded to the columns, so storing a bad message can
+        # never fail (String(255) is enforced on PostgreSQL) and never takes more than a few KB.
+        payload = bytes(letter.payload)
+        reason = letter.reason[:DEAD_LETTER_REASON_MAX_CHARS]
+        if len(payload) > self._max_payload:
+            reason += f" [payload truncated from {len(payload)} bytes]"
+            payload = payload[: self._max_payload]
         self._s.execute(
             orm.dead_letters.insert().values(
-                topic=letter.topic,
-                payload=bytes(letter.payload),
-                reason=letter.reason,
-                field=letter.field,
+                topic=letter.topic[:255],
+                payload=payload,
+                reason=reason,
+                field=letter.field[:255],
                 received_at=letter.received_at,
             )
         )
@@ -383,3 +442,20 @@ class SqlAlchemyDeadLetterRepository:
 
     def count(self) -> int:
         return self._s.execute(select(func.count()).select_from(orm.dead_letters)).scalar_one()
+
+    def prune(self, received_before: float, limit: int) -> int:
+        t = orm.dead_letters
+        # Ids grow with arrival, so the oldest letters are found first along the primary key.
+        ids = list(
+            self._s.execute(
+                select(t.c.id).where(t.c.received_at < received_before).order_by(t.c.id).limit(limit)
+            ).scalars()
+        )
+        for chunk in _chunks(ids):
+            self._s.execute(delete(t).where(t.c.id.in_(chunk)))
+        return len(ids)
+
+    def count_before(self, received_before: float) -> int:
+        t = orm.dead_letters
+        stmt = select(func.count()).select_from(t).where(t.c.received_at < received_before)
+        return int(self._s.execute(stmt).scalar_one())

@@ -8,14 +8,16 @@ from contextvars import Token
 from sqlalchemy.orm import Session, sessionmaker
 
 from store_server.adapters.db import reset_ambient_session, set_ambient_session
+from store_server.adapters.entry_codes import SqlAlchemyEntryCodeRepository
 from store_server.adapters.repositories import (
+    DEAD_LETTER_PAYLOAD_MAX_BYTES,
     SqlAlchemyDeadLetterRepository,
     SqlAlchemyInboxRepository,
     SqlAlchemyOutboxRepository,
     SqlAlchemyReceiptRepository,
     SqlAlchemySessionRepository,
 )
-from store_server.adapters.reviews import SqlAlchemyEntryCodeRepository, SqlAlchemyReviewRepository
+from store_server.adapters.reviews import SqlAlchemyReviewRepository
 from store_server.service.ports import (
     Clock,
     DeadLetterRepository,
@@ -50,8 +52,14 @@ class SqlAlchemyUnitOfWork:
     reviews: ReviewRepository
     entry_codes: EntryCodeRepository
 
-    def __init__(self, session_factory: sessionmaker[Session], clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        clock: Clock | None = None,
+        dead_letter_max_bytes: int = DEAD_LETTER_PAYLOAD_MAX_BYTES,
+    ) -> None:
         self._session_factory = session_factory
+        self._dead_letter_max_bytes = dead_letter_max_bytes
         self._clock = clock or _WallClock()
         self._session: Session | None = None
         self._token: Token[Session | None] | None = None
@@ -65,9 +73,9 @@ class SqlAlchemyUnitOfWork:
         self.sessions = SqlAlchemySessionRepository(session)
         self.receipts = SqlAlchemyReceiptRepository(session, now)
         self.outbox = SqlAlchemyOutboxRepository(session, now)
-        self.dead_letters = SqlAlchemyDeadLetterRepository(session)
+        self.dead_letters = SqlAlchemyDeadLetterRepository(session, self._dead_letter_max_bytes)
         self.reviews = SqlAlchemyReviewRepository(session, now)  # issue 6: review queue
-        self.entry_codes = SqlAlchemyEntryCodeRepository(session)  # issue 6: single-use entry codes
+        self.entry_codes = SqlAlchemyEntryCodeRepository(session)  # issued codes, used once
         self._token = set_ambient_session(session)
         return self
 

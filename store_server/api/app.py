@@ -14,12 +14,15 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from store_server.api import auth, live, shopper, staff, store_api
+from store_server.api import auth, live, payments, shopper, staff, store_api
+from store_server.api.access import Public
+from store_server.api.security import SecurityHeaders
 from store_server.api.templating import STATIC_DIR, page
+from store_server.service.rate_limit import LoginThrottle
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -44,8 +47,16 @@ def create_app(server: Any) -> FastAPI:
         description="Walk in, take, walk out: sessions, carts and receipts of one store; the staff "
         "dashboard and the shopper app.",
         lifespan=lifespan,
+        docs_url=None,  # our own /docs below: vendored Swagger UI, no CDN, no inline script
+        redoc_url=None,
     )
     app.state.server = server
+    settings = getattr(server, "settings", None)
+    app.state.login_throttle = LoginThrottle(
+        per_account=getattr(settings, "login_max_failures_per_account", 5),
+        per_address=getattr(settings, "login_max_failures_per_address", 20),
+        window_s=getattr(settings, "login_failure_window_s", 900.0),
+    )
 
     @app.middleware("http")
     async def same_origin_writes(
@@ -75,6 +86,14 @@ def create_app(server: Any) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(staff.router)
     app.include_router(shopper.router)
+    app.include_router(payments.router)
     app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    @app.get("/docs", dependencies=[Public], include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC_DIR / "docs" / "index.html", media_type="text/html")
+
+    # Added last, so it is the outermost middleware: its headers are on every response.
+    app.add_middleware(SecurityHeaders, hsts=bool(getattr(settings, "cookie_secure", False)))
     return app

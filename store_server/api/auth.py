@@ -1,8 +1,12 @@
 """Sign in, sign out and sign up (shoppers). Staff accounts come from ``walkout users create-staff``
-or an admin (``POST /api/staff-users``); nobody signs up as staff."""
+or an admin (``POST /api/staff-users``); nobody signs up as staff.
+
+Sign-in is throttled per account and per client address (:mod:`store_server.service.rate_limit`): once
+locked, the answer is 429 with ``Retry-After`` and no password is checked, not even the right one."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -11,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from store_server.api.access import COOKIE, Public, WebDep, current_user, public
 from store_server.api.templating import page
 from store_server.domain.accounts import AccountError, User
+from store_server.service.rate_limit import LoginThrottle, Refusal
 
 router = APIRouter(tags=["auth"])
 
@@ -56,10 +61,26 @@ def login(
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "",
 ) -> Response:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    attempt = throttle.begin(email, request.client.host if request.client else "unknown")
+    if isinstance(attempt, Refusal):
+        return _too_many(request, attempt, next, email)
     user = web.people.authenticate(email, password)
-    if user is None:
+    if user is None:  # counted already: begin() counts every attempt as a failure until it succeeds
         return page(request, "login.html", 401, next=next, error="Wrong e-mail or password.", email=email)
+    throttle.succeeded(attempt)
     return signed_in(request, web, user, next)
+
+
+def _too_many(request: Request, refused: Refusal, next_url: str, email: str) -> Response:
+    seconds = math.ceil(refused.retry_after_s)
+    minutes = math.ceil(seconds / 60)
+    wait = f"{minutes} minute{'s' if minutes != 1 else ''}" if seconds > 90 else f"{seconds} seconds"
+    whose = "for this account" if refused.reason == "account" else "from this network"
+    error = f"Too many failed sign-ins {whose}. Try again in {wait}."
+    response = page(request, "login.html", 429, next=next_url, error=error, email=email)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @router.post("/logout", dependencies=[Depends(public)])

@@ -94,12 +94,14 @@ class DeadLetterPublic(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str  # "ok" or "degraded"; ``reasons`` says why
     store_id: str
     database: str
     mqtt_connected: bool | None
     watermark: float | None
     inbox_messages: int
+    reasons: list[str] = []
+    queued_messages: int | None = None  # received, not yet stored (None: no consumer)
 
 
 def session_public(s: ShopperSession, names: dict[str, str], detail: bool = False) -> SessionPublic:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import segno
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -16,12 +17,17 @@ from pydantic import BaseModel, Field
 from store_server.adapters.users import ShopperReads
 from store_server.api.access import ServerDep, ShopperUser, WebDep
 from store_server.api.templating import page
-from store_server.domain.accounts import AccountError, User
+from store_server.domain.accounts import AccountError, TopUpRefused, User
 from store_server.domain.review import ReviewError
 from store_server.service import views
+from store_server.service.ports import TopUpStarted
 
 router = APIRouter(tags=["shopper"])
 TOP_UPS = (1000, 2000, 5000)
+TOP_UP_STATES = {
+    "done": "Thank you! Your top-up shows here as soon as the card provider confirms the payment.",
+    "cancelled": "The top-up was cancelled: nothing was charged.",
+}
 
 
 def _receipts(srv: Any, user: User, receipt_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -59,20 +65,38 @@ def home(request: Request, srv: ServerDep, web: WebDep, user: ShopperUser) -> HT
         wallet=_wallet(web, user),
         visits=_in_store(srv, user),
         receipts=_receipts(srv, user, limit=3),
-        top_ups=TOP_UPS,
+        top_ups=TOP_UPS if web.people.takes_top_ups else (),
+        top_up_state=TOP_UP_STATES.get(request.query_params.get("top_up", "")),
         request_id=secrets.token_hex(8),
         error=request.query_params.get("error"),
     )
 
 
+def _start_top_up(
+    request: Request, web: WebDep, user: User, amount_cents: int, request_id: str
+) -> TopUpStarted:
+    # The provider sends the shopper back here; the redirect itself credits nothing.
+    return_url = str(request.url_for("home"))
+    return web.people.start_top_up(user, amount_cents, request_id[:32], return_url)
+
+
 @router.post("/app/top-up", include_in_schema=False)
-def top_up(
-    web: WebDep, user: ShopperUser, amount_cents: Annotated[int, Form()], request_id: Annotated[str, Form()]
+async def top_up(
+    request: Request,
+    web: WebDep,
+    user: ShopperUser,
+    amount_cents: Annotated[int, Form()],
+    request_id: Annotated[str, Form()],
 ) -> Response:
     try:
-        web.people.top_up(user, amount_cents, request_id[:32])
+        started = await run_in_threadpool(_start_top_up, request, web, user, amount_cents, request_id)
     except AccountError as exc:
-        return RedirectResponse(f"/app?error={exc}", status_code=303)
+        return RedirectResponse(f"/app?{urlencode({'error': str(exc)})}", status_code=303)
+    if started.redirect_url:
+        # On to the card provider's page through a link the app follows (a cross-origin redirect of
+        # a form post is blocked by CSP form-action 'self'). Reloading re-posts the same request id:
+        # the same checkout.
+        return page(request, "app_pay.html", amount_cents=amount_cents, checkout_url=started.redirect_url)
     return RedirectResponse("/app", status_code=303)
 
 
@@ -152,6 +176,28 @@ class EntryCodeIn(BaseModel):
 def entry_code(web: WebDep, user: ShopperUser, body: EntryCodeIn) -> dict[str, Any]:
     issued = web.people.issue_entry_code(user, body.group_size)
     return {"code": issued.code, "group_size": issued.group_size, "expires_at": issued.expires_at}
+
+
+class TopUpIn(BaseModel):
+    amount_cents: int = Field(ge=100, le=100_000)
+    request_id: str = Field(min_length=1, max_length=32, description="makes a repeated request start once")
+
+
+@router.post("/api/me/top-ups")
+async def my_top_up(request: Request, web: WebDep, user: ShopperUser, body: TopUpIn) -> dict[str, Any]:
+    """Start a top-up: ``checkout`` (pay at ``checkout_url``; the wallet is credited when the card
+    provider confirms) or ``credited`` (the demo's free top-ups)."""
+    try:
+        started = await run_in_threadpool(
+            _start_top_up, request, web, user, body.amount_cents, body.request_id
+        )
+    except AccountError as exc:
+        raise HTTPException(409 if isinstance(exc, TopUpRefused) else 400, str(exc)) from None
+    return {
+        "status": "checkout" if started.redirect_url else "credited",
+        "checkout_url": started.redirect_url,
+        "wallet": _wallet(web, user),
+    }
 
 
 class DisputeIn(BaseModel):

@@ -23,8 +23,10 @@ from store_server.api.schemas import (
 from store_server.backend.api import OrderOut, StockLevel
 from store_server.domain.layout import StoreLayout
 from store_server.domain.session import SessionState
+from store_server.service.health import Thresholds, degraded_reasons
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+MAX_REASONS = 20
 
 ops = APIRouter(tags=["ops"])
 router = APIRouter(prefix="/api")
@@ -42,14 +44,23 @@ def health(srv: ServerDep) -> Health:
     except Exception as exc:  # report, do not crash the health check
         database = f"error: {exc.__class__.__name__}"
     consumer = getattr(srv, "consumer", None)
+    ingest = consumer.health() if consumer else None
+    settings = srv.settings
+    limits = Thresholds(
+        settings.health_stuck_after_s, settings.health_max_lag_s, settings.health_max_queued
+    )
+    reasons = [] if database == "ok" else [f"database: {database}"]
+    reasons += degraded_reasons(ingest, srv.processor.watermark, limits)[:MAX_REASONS]
     wm = srv.processor.watermark.value()
     return Health(
-        status="ok" if database == "ok" else "degraded",
+        status="ok" if not reasons else "degraded",
         store_id=srv.layout.store_id,
         database=database,
-        mqtt_connected=consumer.connected.is_set() if consumer else None,
+        mqtt_connected=ingest.connected if ingest else None,
         watermark=wm if wm != float("-inf") else None,
         inbox_messages=inbox,
+        reasons=reasons,
+        queued_messages=ingest.queued if ingest else None,
     )
 
 

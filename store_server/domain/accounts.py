@@ -1,24 +1,27 @@
 """People and their access: users with a role, and the entry code a shopper shows at the gate.
 
-Pure logic (stdlib only). An entry code is signed with the store's secret key (HMAC-SHA256), carries
-the ledger account, the group size, when it was issued and a nonce, and is checked against the event
-time of the gate pass that carries it, so a replay decides the same way (ARCHITECTURE principle 1).
-Single use is enforced by the caller, who records each nonce once.
+Pure logic (stdlib only). An entry code is an opaque, random reference signed with the store's secret
+key (HMAC-SHA256): ``WK2.<reference>.<mac>``. It carries no account token, so a photographed QR code
+tells nothing about its owner; the store keeps what the reference stands for (account, group size,
+issue and expiry time) and the gate looks it up. It is checked against the event time of the gate
+pass that carries it, so a replay decides the same way (ARCHITECTURE principle 1). Single use is
+enforced by the caller, who records each reference once.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-import json
 import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-CODE_PREFIX = "WK1."
+CODE_PREFIX = "WK2."
+RETIRED_PREFIXES = ("WK1.",)  # carried the account token in clear
+REFERENCE_BYTES = 16  # 128 random bits: not guessable, and the MAC stops forged ones before any lookup
+REFERENCE_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 CODE_TTL_S = 120.0
 CLOCK_SKEW_S = 10.0  # a gate clock slightly behind the server that issued the code
 MAX_GROUP = 20
@@ -83,60 +86,66 @@ def account_token_for(user_id: str) -> str:
 
 @dataclass(frozen=True)
 class EntryCode:
+    """What the store keeps about an issued code (the code itself only names ``reference``)."""
+
+    reference: str
     account_token: str
     group_size: int
     issued_at: float
-    nonce: str
-
-    def expires_at(self, ttl_s: float = CODE_TTL_S) -> float:
-        return self.issued_at + ttl_s
-
-
-def looks_like_entry_code(token: str) -> bool:
-    return token.startswith(CODE_PREFIX)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _mac(secret: bytes, body: str) -> str:
-    return _b64(hmac.new(secret, (CODE_PREFIX + body).encode(), hashlib.sha256).digest()[:18])
-
-
-def issue_entry_code(secret: bytes, account_token: str, group_size: int, issued_at: float) -> str:
-    """A signed, short-lived, single-use code (fits the 256 characters of GatePass.account_token)."""
-    if not 1 <= group_size <= MAX_GROUP:
-        raise AccountError(f"a group is 1 to {MAX_GROUP} people")
-    payload = {"a": account_token, "g": group_size, "t": round(issued_at, 3), "n": secrets.token_hex(8)}
-    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-    return f"{CODE_PREFIX}{body}.{_mac(secret, body)}"
+    expires_at: float
 
 
 class EntryRejected(ValueError):
     """An entry code that does not open the gate; ``reason`` goes to the dead-letter table."""
 
 
-def verify_entry_code(secret: bytes, code: str, at: float, ttl_s: float = CODE_TTL_S) -> EntryCode:
-    """The code's content if the signature holds and ``at`` (the gate's event time) is within its life."""
+class TopUpRefused(AccountError):
+    """A top-up this store cannot take (no payment provider, or the provider refused it)."""
+
+
+def looks_like_entry_code(token: str) -> bool:
+    return token.startswith(CODE_PREFIX)
+
+
+def is_retired_code(token: str) -> bool:
+    """A code of an earlier format: it carried the account in clear and is never accepted."""
+    return token.startswith(RETIRED_PREFIXES)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _mac(secret: bytes, reference: str) -> str:
+    return _b64(hmac.new(secret, (CODE_PREFIX + reference).encode(), hashlib.sha256).digest()[:18])
+
+
+def issue_entry_code(
+    secret: bytes, account_token: str, group_size: int, issued_at: float, ttl_s: float = CODE_TTL_S
+) -> tuple[str, EntryCode]:
+    """A new code and the record the store keeps for it. The code fits GatePass.account_token."""
+    if not 1 <= group_size <= MAX_GROUP:
+        raise AccountError(f"group_size: a group is 1 to {MAX_GROUP} people")
+    reference = _b64(secrets.token_bytes(REFERENCE_BYTES))
+    record = EntryCode(reference, account_token, group_size, round(issued_at, 3), round(issued_at + ttl_s, 3))
+    return f"{CODE_PREFIX}{reference}.{_mac(secret, reference)}", record
+
+
+def reference_of(secret: bytes, code: str) -> str:
+    """The reference of a genuine code (signed by this store); raises :class:`EntryRejected`."""
     if not looks_like_entry_code(code):
         raise EntryRejected("not an entry code")
-    body, _, mac = code[len(CODE_PREFIX) :].partition(".")
-    if not body or not mac or not hmac.compare_digest(mac, _mac(secret, body)):
+    reference, _, mac = code[len(CODE_PREFIX) :].partition(".")
+    if not REFERENCE_RE.match(reference) or not mac:
+        raise EntryRejected("entry code is malformed")
+    if not hmac.compare_digest(mac, _mac(secret, reference)):
         raise EntryRejected("entry code signature is not valid")
-    try:
-        data = json.loads(_unb64(body))
-        code_data = EntryCode(str(data["a"]), int(data["g"]), float(data["t"]), str(data["n"]))
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise EntryRejected(f"entry code is malformed ({exc.__class__.__name__})") from None
-    if at > code_data.issued_at + ttl_s:
-        raise EntryRejected(
-            f"entry code expired {at - code_data.issued_at - ttl_s:.0f} s before the gate pass"
-        )
-    if at < code_data.issued_at - CLOCK_SKEW_S:
+    return reference
+
+
+def check_alive(code: EntryCode, at: float) -> None:
+    """``at`` (the gate pass's event time) lies within the code's life; raises :class:`EntryRejected`."""
+    if at > code.expires_at:
+        raise EntryRejected(f"entry code expired {at - code.expires_at:.0f} s before the gate pass")
+    if at < code.issued_at - CLOCK_SKEW_S:
         raise EntryRejected("entry code was issued after the gate pass")
-    return code_data

@@ -22,7 +22,8 @@ class ReviewKind(StrEnum):
     LOW_CONFIDENCE = "low_confidence"  # applied, but the guess (who or what) was weak
     UNATTRIBUTED = "unattributed"  # nobody within reach and several shoppers in the store
     UNEXPLAINED = "unexplained"  # no product explains the weight
-    DISPUTE = "dispute"  # a shopper disputes a receipt line above the automatic refund amount
+    DISPUTE = "dispute"  # a shopper disputes a receipt line (refunded at once within the caps)
+    VISIT_TIMEOUT = "visit_timeout"  # a shopper gone for good with a cart: closed, not charged
 
 
 class ReviewStatus(StrEnum):
@@ -195,3 +196,57 @@ def correct_receipt(
         status=status,
         note=note,
     )
+
+
+@dataclass(frozen=True)
+class RefundCaps:
+    """How much a shopper's disputes may take back without staff. Every cap must hold for an automatic
+    refund; a dispute over any of them waits for staff, with the reason. ``0`` turns a cap off."""
+
+    per_line_cents: int = 500
+    per_receipt_cents: int = 1000
+    receipt_share: float = 0.5  # of the receipt's total: a whole receipt never comes back unseen
+    per_shopper_cents: int = 2000
+    period_s: float = 30 * 86400.0
+
+
+def refund_cap_reason(
+    caps: RefundCaps,
+    refund_cents: int,
+    receipt_total_cents: int,
+    receipt_refunded_cents: int,
+    shopper_refunded_cents: int,
+    currency: str,
+) -> str | None:
+    """None when ``refund_cents`` may be refunded at once; otherwise why staff must look first.
+
+    ``receipt_refunded_cents`` and ``shopper_refunded_cents`` are what automatic refunds already gave
+    back on this receipt and to this shopper within the period."""
+
+    def amount(cents: int) -> str:
+        return f"{cents / 100:.2f} {currency}"
+
+    if caps.per_line_cents and refund_cents > caps.per_line_cents:
+        return f"sent to staff: {amount(refund_cents)} is over {amount(caps.per_line_cents)} for one line"
+    on_receipt = receipt_refunded_cents + refund_cents
+    if caps.per_receipt_cents and on_receipt > caps.per_receipt_cents:
+        return (
+            f"sent to staff: automatic refunds on this receipt would reach {amount(on_receipt)}, "
+            f"over {amount(caps.per_receipt_cents)}"
+        )
+    share_cap = math.floor(receipt_total_cents * caps.receipt_share)
+    if caps.receipt_share and on_receipt > share_cap:
+        percent = on_receipt * 100 // max(1, receipt_total_cents)
+        return (
+            f"sent to staff: automatic refunds would reach {percent}% of this receipt, "
+            f"over {caps.receipt_share:.0%}"
+        )
+    to_shopper = shopper_refunded_cents + refund_cents
+    if caps.per_shopper_cents and to_shopper > caps.per_shopper_cents:
+        days = caps.period_s / 86400
+        period = f"{days:g} days" if days >= 1 else f"{caps.period_s / 3600:g} hours"
+        return (
+            f"sent to staff: automatic refunds to you in the last {period} would reach "
+            f"{amount(to_shopper)}, over {amount(caps.per_shopper_cents)}"
+        )
+    return None

@@ -11,6 +11,9 @@ class SessionState(StrEnum):
     PAID = "paid"  # left, charged, receipt issued
     DECLINED = "declined"  # left, the charge was declined: staff follow up
     EMPTY = "empty"  # left with nothing: no charge, no receipt
+    # Not seen for the visit timeout and never passed the exit: closed without a charge, and a cart
+    # with anything in it goes to staff review.
+    TIMED_OUT = "timed_out"
 
 
 @dataclass
@@ -40,7 +43,7 @@ class TrackBinding:
     track_id: str
     bound_at: float
     ended_at: float | None = None
-    end_reason: str = ""  # "exit" | "continued" | "lost"
+    end_reason: str = ""  # "exit" | "continued" | "lost" | "timeout"
 
     @property
     def active(self) -> bool:
@@ -115,6 +118,18 @@ class ShopperSession:
             return False
         self.changes.append(CartChange(event_id, sku, -quantity, at, confidence, note))
         return True
+
+    def last_evidence(self) -> float:
+        """The latest event time the visit itself records: the entry, a track bound, a cart change."""
+        return max([self.entered_at, *(b.bound_at for b in self.tracks), *(c.at for c in self.changes)])
+
+    def time_out(self, last_seen: float) -> None:
+        """Close a visit whose shopper is gone for good: no charge (nobody passed the exit)."""
+        for binding in self.tracks:
+            if binding.active:
+                binding.ended_at, binding.end_reason = last_seen, "timeout"
+        self.exited_at = last_seen
+        self.state = SessionState.TIMED_OUT
 
     def leave(self, at: float, charged: bool | None) -> None:
         """Close the visit: ``charged`` None means the cart was empty, False a declined charge."""

@@ -1,5 +1,5 @@
-"""Use cases of people: sign up, sign in (argon2), web sessions, wallet, entry codes, and the gate's
-side of an entry code (:func:`account_for_entry`, called inside the decision transaction)."""
+"""Use cases of people: sign up, sign in (argon2), web sessions, wallet and top-ups, entry codes, and
+the gate's side of an entry code (:func:`admit`, called inside the decision transaction)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, TimestampSigner
 
-from store_server.adapters.ledger import Account, Accounts
+from store_server.adapters.entry_codes import IssuedEntryCodes
+from store_server.adapters.ledger import Account, Accounts, LedgerTopUps
 from store_server.adapters.users import UserStore
 from store_server.domain.accounts import (
     AccountError,
@@ -24,16 +25,18 @@ from store_server.domain.accounts import (
     Role,
     User,
     account_token_for,
+    check_alive,
     check_password_strength,
+    is_retired_code,
     issue_entry_code,
     looks_like_entry_code,
     new_user_id,
     normalise_email,
-    verify_entry_code,
+    reference_of,
 )
-from store_server.service.ports import UnitOfWork
+from store_server.service.ports import TopUpPort, TopUpStarted, UnitOfWork
 
-__all__ = ["AccountService", "EntryRejected", "account_for_entry", "load_or_create_secret"]
+__all__ = ["AccountService", "Admission", "EntryRejected", "admit", "load_or_create_secret"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,29 +58,52 @@ def load_or_create_secret(configured: str | None, path: Path) -> bytes:
     return key
 
 
-def account_for_entry(
+@dataclass(frozen=True)
+class Admission:
+    """Whom a gate pass admits: the ledger account charged at exit, and how many people it covers."""
+
+    account_token: str
+    group_size: int
+
+
+def admit(
     uow: UnitOfWork,
     scanned: str,
     at: float,
     session_id: str,
     secret: bytes | None,
     accept_raw: bool,
-    ttl_s: float,
-) -> str:
-    """The ledger account a gate pass admits. An entry code must be genuine, alive at the pass's event
-    time ``at`` and unused (its nonce is recorded here, in the caller's transaction); a bare account
-    token is accepted only when ``accept_raw``. Raises :class:`EntryRejected` with the reason."""
+    claimed_group: int = 1,
+) -> Admission:
+    """What a gate pass admits. An entry code must be signed by this store, issued by it (its reference
+    is looked up in the caller's transaction), alive at the pass's event time ``at`` and unused (its
+    use is recorded here); the group size is the code's, whatever the message claims. A bare account
+    token is accepted only when ``accept_raw`` (the operator trusts the gate's word: the simulator,
+    importers), and then the message's ``claimed_group`` is taken. Raises :class:`EntryRejected`."""
     if not looks_like_entry_code(scanned):
+        if is_retired_code(scanned):
+            raise EntryRejected("entry code of a retired format; show a fresh code from the app")
         if not accept_raw:
             raise EntryRejected("bare account tokens are not accepted at this store (entry codes only)")
-        return scanned
+        return Admission(scanned, claimed_group)
     if secret is None:
         raise EntryRejected("this store server has no secret key to check entry codes")
-    code = verify_entry_code(secret, scanned, at, ttl_s)
-    first = uow.entry_codes.use(code.nonce, code.account_token, session_id, at)
+    reference = reference_of(secret, scanned)
+    code = uow.entry_codes.issued(reference)
+    if code is None:
+        raise EntryRejected("entry code was not issued by this store")
+    check_alive(code, at)
+    first = uow.entry_codes.use(reference, code.account_token, session_id, at)
     if first != session_id:
         raise EntryRejected(f"entry code was already used (session {first})")
-    return code.account_token
+    if claimed_group != code.group_size:
+        logger.info(
+            "session %s: the gate said %d people, the code admits %d",
+            session_id,
+            claimed_group,
+            code.group_size,
+        )
+    return Admission(code.account_token, code.group_size)
 
 
 @dataclass(frozen=True)
@@ -99,9 +125,16 @@ class AccountService:
         code_ttl_s: float = 120.0,
         credit_limit_cents: int = 0,
         now: Callable[[], float] | None = None,
+        codes: IssuedEntryCodes | None = None,
+        top_ups: TopUpPort | None = None,
+        currency: str = "EUR",
     ) -> None:
         self.users = users
         self.ledger = ledger
+        self.codes = codes
+        # No payment step wired = the built-in ledger, which takes no top-up from a shopper.
+        self.top_ups: TopUpPort = top_ups or LedgerTopUps(ledger, free=False)
+        self.currency = currency
         self._secret = secret
         self._signer = TimestampSigner(secret, salt="walkout-web-session")
         self._hasher = PasswordHasher()
@@ -184,16 +217,51 @@ class AccountService:
             raise AccountError("this account has no wallet")
         return account
 
-    def top_up(self, user: User, amount_cents: int, request_id: str) -> int:
-        if not 100 <= amount_cents <= MAX_TOP_UP_CENTS:
-            raise AccountError(f"top up between 1.00 and {MAX_TOP_UP_CENTS / 100:.2f}")
-        # The request id makes a double-submitted form credit once.
-        return self.ledger.top_up(_token_of(user), amount_cents, f"app-topup:{user.id}:{request_id}")
+    @property
+    def takes_top_ups(self) -> bool:
+        """False when a shopper's top-up can only be refused (the built-in ledger, no demo setting)."""
+        return not (isinstance(self.top_ups, LedgerTopUps) and not self.top_ups.free)
+
+    def start_top_up(self, user: User, amount_cents: int, request_id: str, return_url: str) -> TopUpStarted:
+        """A shopper's top-up goes through the payment step (:class:`TopUpPort`); the request id makes
+        a double-submitted form start it once."""
+        check_top_up_amount(amount_cents)
+        key = f"app-topup:{user.id}:{request_id}"
+        return self.top_ups.start_top_up(_token_of(user), amount_cents, self.currency, key, return_url)
+
+    def staff_top_up(self, staff: User, account_token: str, amount_cents: int, request_id: str) -> int:
+        """Staff credit a wallet (cash at the till, a goodwill credit); returns the balance."""
+        if not staff.is_staff:
+            raise AccountError("only staff credit a wallet")
+        check_top_up_amount(amount_cents)
+        if self.ledger.get(account_token) is None:
+            raise AccountError(f"account_token: no account {account_token!r}")
+        balance = self.ledger.top_up(account_token, amount_cents, f"staff-topup:{staff.id}:{request_id}")
+        logger.info("%s credited %s with %d cents (%s)", staff.email, account_token, amount_cents, request_id)
+        return balance
 
     def issue_entry_code(self, user: User, group_size: int = 1) -> IssuedCode:
-        now = self._now()
-        code = issue_entry_code(self._secret, _token_of(user), group_size, now)
-        return IssuedCode(code, group_size, now, now + self.code_ttl_s)
+        return self.issue_code_for_account(_token_of(user), group_size, self._now())
+
+    def issue_code_for_account(
+        self, account_token: str, group_size: int, at: float, *, require_account: bool = True
+    ) -> IssuedCode:
+        """A code for a ledger account issued at ``at``: the app passes the time now, the simulator's
+        signer the event time of the gate pass it signs (and no ``require_account``: a simulated
+        unknown account is declined at the exit, as its bare token was). The store keeps the record;
+        the code only names it."""
+        if self.codes is None:
+            raise AccountError("this store server keeps no entry codes (wire IssuedEntryCodes)")
+        if require_account and self.ledger.get(account_token) is None:
+            raise AccountError(f"account_token: no account {account_token!r}")
+        code, record = issue_entry_code(self._secret, account_token, group_size, at, self.code_ttl_s)
+        self.codes.add(record)
+        return IssuedCode(code, group_size, record.issued_at, record.expires_at)
+
+
+def check_top_up_amount(amount_cents: int) -> None:
+    if not 100 <= amount_cents <= MAX_TOP_UP_CENTS:
+        raise AccountError(f"amount_cents: top up between 1.00 and {MAX_TOP_UP_CENTS / 100:.2f}")
 
 
 def _token_of(user: User) -> str:
@@ -225,8 +293,9 @@ def provision_demo_users(people: AccountService, top_up_cents: int = 5000) -> li
                 if role is Role.SHOPPER
                 else people.create_staff(email, name, password, role)
             )
-            if role is Role.SHOPPER:
-                people.top_up(user, top_up_cents, "demo-welcome")
+            if role is Role.SHOPPER and user.account_token:
+                # Seeded by the operator, like a staff credit: no payment step.
+                people.ledger.top_up(user.account_token, top_up_cents, f"demo-welcome:{user.id}")
         else:
             people.set_password(user, password)
         out.append((email, password, role))

@@ -19,7 +19,7 @@ from store_server.domain.pricing import price_cart
 from store_server.domain.receipt import Receipt, receipt_id_for
 from store_server.domain.session import ShopperSession, session_id_for
 from store_server.service import review_open as review
-from store_server.service.accounts import EntryRejected, account_for_entry
+from store_server.service.accounts import EntryRejected, admit
 from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -37,10 +37,9 @@ class Context:
     assign_window_s: float = 0.5
     reach_m: float = 1.5
     gate_margin_m: float = 0.6
-    # Issue 6 (set by bootstrap from the settings): entry codes and the review queue.
+    # Set by bootstrap from the settings: entry codes (bare tokens off unless switched on) and review.
     secret_key: bytes | None = None
-    accept_raw_tokens: bool = True
-    entry_code_ttl_s: float = 120.0
+    accept_raw_tokens: bool = False
     review_below: float = 0.6
 
 
@@ -119,34 +118,36 @@ def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, recei
     session_id = session_id_for(msg.msg_id)
     if uow.sessions.get(session_id) is not None:
         return Outcome("duplicate", session_id)
-    # Issue 6: a signed entry code is checked against this pass's event time and used once; a refused
-    # entry is dead-lettered with the reason and no session is opened (docs/WEB.md).
+    # A signed entry code is looked up, checked against this pass's event time and used once; its group
+    # size is the only one that counts (the message's is the gate's claim, read only for bare tokens
+    # the operator switched on). A refused entry is dead-lettered and opens no session (docs/WEB.md).
     try:
-        account_token = account_for_entry(
+        admitted = admit(
             uow,
             msg.account_token or "",
             msg.ts,
             session_id,
             ctx.secret_key,
             ctx.accept_raw_tokens,
-            ctx.entry_code_ttl_s,
+            msg.group_size,
         )
     except EntryRejected as exc:
         metrics.DECISIONS.labels(outcome="entry_refused").inc()
         reject(uow, msg.msg_id, topic, msg.model_dump(mode="json"), str(exc), "account_token", received_at)
         return Outcome("entry_refused")
+    group_size = admitted.group_size
     bound = _bound_tracks(uow)
     free = [t for t in ctx.tracks.track_ids() if t not in bound]
-    members = _tracks_at_gate(ctx, gate.zone, msg.ts, free)[: msg.group_size]
+    members = _tracks_at_gate(ctx, gate.zone, msg.ts, free)[:group_size]
     session = ShopperSession(
-        session_id, ctx.layout.store_id, account_token, msg.ts, group_size=msg.group_size
+        session_id, ctx.layout.store_id, admitted.account_token, msg.ts, group_size=group_size
     )
     for track_id in members:
         session.bind(track_id, msg.ts)
     uow.sessions.add(session)
-    if len(members) < msg.group_size:
+    if len(members) < group_size:
         logger.warning(
-            "session %s: %d of %d shoppers seen at gate %s", session_id, len(members), msg.group_size, gate.id
+            "session %s: %d of %d shoppers seen at gate %s", session_id, len(members), group_size, gate.id
         )
         metrics.DECISIONS.labels(outcome="entry_without_track").inc()
     metrics.DECISIONS.labels(outcome="session_opened").inc()

@@ -28,7 +28,14 @@ logger = logging.getLogger(__name__)
 
 TRACK_HZ = 2.0
 NODES_EVERY_S = 1.0
-REVIEW_KINDS = (ReviewKind.LOW_CONFIDENCE, ReviewKind.UNATTRIBUTED, ReviewKind.UNEXPLAINED)
+WORK_QUEUED_MAX = 10_000
+# Review items a decision may open, looked up by the decided message id (a timed-out visit: its session id).
+REVIEW_KINDS = (
+    ReviewKind.LOW_CONFIDENCE,
+    ReviewKind.UNATTRIBUTED,
+    ReviewKind.UNEXPLAINED,
+    ReviewKind.VISIT_TIMEOUT,
+)
 
 
 class LiveFeed:
@@ -48,12 +55,18 @@ class LiveFeed:
         self._track_sent: dict[str, float] = {}
         self._nodes_at = 0.0
         self._lock = threading.Lock()
-        self._work: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        # Bounded: when the screens' database reads fall behind the decisions, updates are dropped
+        # (a reconnecting screen gets a fresh snapshot) instead of piling up in memory.
+        self._work: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=WORK_QUEUED_MAX)
+        self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        self._work.put(None)
+        try:
+            self._work.put(None, timeout=1.0)
+        except queue.Full:  # a daemon thread: it ends with the process
+            logger.warning("live feed closed with %d updates unpublished", self._work.qsize())
 
     # -- called by the decision worker (cheap, no database) ---------------------------------------
     def on_processor(self, kind: str, data: Any) -> None:
@@ -62,10 +75,18 @@ class LiveFeed:
         elif kind == "status":
             self._statuses(data)
         elif kind == "decided" and data:
-            self._work.put(("decided", list(data)))
+            self._enqueue(("decided", list(data)))
 
     def on_review_changed(self, review_ids: list[str], session_ids: list[str]) -> None:
-        self._work.put(("changed", (review_ids, session_ids)))
+        self._enqueue(("changed", (review_ids, session_ids)))
+
+    def _enqueue(self, item: tuple[str, Any]) -> None:
+        try:
+            self._work.put_nowait(item)  # never blocks the decision worker
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("live feed is behind: %d updates dropped", self.dropped)
 
     def _tracks(self, rows: list[InboxRow]) -> None:
         points = []
@@ -209,6 +230,8 @@ class LiveFeed:
             self._say(f"{sid} left and paid", acct, session_id=sid)
         elif kind == "left_empty":
             self._say(f"{sid} left with nothing", acct, session_id=sid)
+        elif kind == "timed_out":
+            self._say(f"{sid} timed out: not seen for too long, not charged", acct, session_id=sid)
         elif kind == "entry_refused":
             self._say(f"entry refused at the gate ({msg_id})")
             self._alert("entry_refused", f"an entry code was refused at the gate ({msg_id})")

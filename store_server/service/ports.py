@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from store_server.domain.accounts import EntryCode
 from store_server.domain.receipt import Receipt
 from store_server.domain.review import ReceiptCorrection, ReviewItem, ReviewStatus
 from store_server.domain.session import SessionState, ShopperSession
@@ -73,6 +74,16 @@ class InboxRepository(Protocol):
 
     def count(self) -> int: ...
 
+    def prune_processed(self, received_before: float, ts_before: float, limit: int) -> int:
+        """Delete up to ``limit`` processed rows received before ``received_before`` with event time
+        (and due time) before ``ts_before``, never the newest row of a node; return how many."""
+
+    def count_prunable(self, received_before: float, ts_before: float) -> int:
+        """How many rows :meth:`prune_processed` would delete with no limit."""
+
+    def track_sightings(self, since: float, until: float) -> dict[str, float]:
+        """Latest event time of each track id in the tracks rows with since <= ts < until."""
+
 
 class SessionRepository(Protocol):
     def add(self, session: ShopperSession) -> None: ...
@@ -107,11 +118,17 @@ class OutboxRepository(Protocol):
 
 
 class DeadLetterRepository(Protocol):
-    def add(self, letter: DeadLetter) -> None: ...
+    def add(self, letter: DeadLetter) -> None:
+        """Store a rejected message; a payload over the configured size is cut, its length noted."""
 
     def list(self, limit: int = 100) -> list[DeadLetter]: ...
 
     def count(self) -> int: ...
+
+    def prune(self, received_before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest letters received before ``received_before``."""
+
+    def count_before(self, received_before: float) -> int: ...
 
 
 ReviewList = list[ReviewItem]  # aliases: the repositories' ``list`` method shadows the builtin
@@ -142,6 +159,9 @@ class ReviewRepository(Protocol):
 
 
 class EntryCodeRepository(Protocol):
+    def issued(self, reference: str) -> EntryCode | None:
+        """What an issued entry code stands for (None: this store never issued it)."""
+
     def use(self, nonce: str, account_token: str, session_id: str, used_at: float) -> str:
         """Record the first use of an entry code; return the session that used it first."""
 
@@ -171,6 +191,24 @@ class PaymentGateway(Protocol):
         self, account_token: str, amount_cents: int, currency: str, idempotency_key: str
     ) -> ChargeResult:
         """Charge once per idempotency key: a repeated call returns the first call's result."""
+
+
+@dataclass(frozen=True)
+class TopUpStarted:
+    """A top-up under way: ``credited`` (the money is in the wallet) or ``redirect`` (the shopper pays
+    on the provider's page at ``redirect_url``; the wallet is credited when the provider confirms)."""
+
+    status: Literal["credited", "redirect"]
+    reference: str
+    redirect_url: str | None = None
+
+
+class TopUpPort(Protocol):
+    def start_top_up(
+        self, account_token: str, amount_cents: int, currency: str, idempotency_key: str, return_url: str
+    ) -> TopUpStarted:
+        """Begin a shopper's top-up; a repeated key returns the first start. Raises
+        :class:`~store_server.domain.accounts.TopUpRefused` when this store cannot take it."""
 
 
 class Mailer(Protocol):

@@ -5,6 +5,11 @@ a receipt: its correction is re-priced and recorded, the difference is refunded 
 (or charged on top), idempotent on the correction id, and the backend order is adjusted. Money moves
 after the commit, from the pending corrections (:meth:`ReviewService.settle`), so a crash in between is
 finished by the next settle (every bootstrap runs one).
+
+A dispute is refunded at once only within :class:`RefundCaps` (per line, per receipt, per shopper and
+period); over a cap it waits for staff and says why. The caps are checked under the processor lock and,
+through :class:`AutoRefundTally`, with the shopper's and the receipt's rows locked in the database, so
+two disputes at once (threads or processes) cannot both pass.
 """
 
 from __future__ import annotations
@@ -15,19 +20,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from store_server.adapters.ledger import Accounts
 from store_server.backend.api import AdjustmentLineIn, OrderAdjustmentIn, OrderBackend
 from store_server.domain.layout import StoreLayout
 from store_server.domain.review import (
     Correction,
+    RefundCaps,
     ReviewError,
     ReviewItem,
     ReviewKind,
     ReviewStatus,
     apply_to_cart,
     correct_receipt,
+    refund_cap_reason,
     review_id_for,
 )
 from store_server.domain.session import CartChange, CartLine
@@ -36,6 +43,34 @@ from store_server.service.ports import PaymentGateway, UnitOfWork
 logger = logging.getLogger(__name__)
 
 Changed = Callable[[list[str], list[str]], None]  # (review ids, session ids)
+
+
+class AutoRefundTally(Protocol):
+    def hold_and_sum(
+        self, uow: UnitOfWork, account_token: str, receipt_id: str, since: float
+    ) -> tuple[int, int]:
+        """Lock the shopper and the receipt until ``uow`` ends; return the cents refunded
+        automatically on the receipt and to the shopper since ``since``."""
+
+
+class ReviewItemsTally:
+    """A tally from the review items alone, for in-memory units of work (one process, the lock): the
+    receipt's own disputes, and every automatic refund since ``since`` on the shopper's receipts."""
+
+    def hold_and_sum(
+        self, uow: UnitOfWork, account_token: str, receipt_id: str, since: float
+    ) -> tuple[int, int]:
+        on_receipt = to_shopper = 0
+        for item in uow.reviews.list(ReviewStatus.RESOLVED, limit=100_000):
+            if item.kind is not ReviewKind.DISPUTE or item.resolved_by != "auto":
+                continue
+            cents = max(0, int(item.evidence.get("refund_cents") or 0))
+            if item.event_id == receipt_id:
+                on_receipt += cents
+            receipt = uow.receipts.get(item.event_id)
+            if receipt and receipt.account_token == account_token and (item.resolved_at or 0) >= since:
+                to_shopper += cents
+        return on_receipt, to_shopper
 
 
 class ReviewService:
@@ -48,7 +83,8 @@ class ReviewService:
         backend: OrderBackend,
         *,
         lock: threading.Lock | None = None,
-        auto_refund_max_cents: int = 500,
+        caps: RefundCaps | None = None,
+        tally: AutoRefundTally | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.layout = layout
@@ -58,7 +94,8 @@ class ReviewService:
         self.backend = backend
         # Carts are also written by the decision worker: commands run between its batches.
         self._lock: Any = lock or contextlib.nullcontext()
-        self.auto_refund_max_cents = auto_refund_max_cents
+        self.caps = caps or RefundCaps()
+        self.tally: AutoRefundTally = tally or ReviewItemsTally()
         self._now = now
         self.listeners: list[Changed] = []
 
@@ -86,12 +123,18 @@ class ReviewService:
     def dispute(
         self, account_token: str, receipt_id: str, sku: str, quantity: int, reason: str
     ) -> ReviewItem:
-        """A shopper disputes ``quantity`` of a receipt line: refunded at once up to the configured
-        amount, otherwise queued for staff. One dispute per line."""
+        """A shopper disputes ``quantity`` of a receipt line: refunded at once within the caps,
+        otherwise queued for staff with the reason (``evidence["held_for_staff"]``). One dispute per
+        line."""
         with self._lock, self.uow_factory() as uow:
             receipt = uow.receipts.get(receipt_id)
             if receipt is None or receipt.account_token != account_token:
                 raise LookupError(f"no receipt {receipt_id!r}")  # the same answer for someone else's
+            # Before anything else is read: a concurrent dispute of this shopper waits here until
+            # this one commits, so its cart, its review items and the totals below are all current.
+            on_receipt, to_shopper = self.tally.hold_and_sum(
+                uow, account_token, receipt_id, self._now() - self.caps.period_s
+            )
             session = uow.sessions.get(receipt.session_id)
             held = session.quantity_of(sku) if session else 0
             if session is None or held <= 0:
@@ -120,8 +163,21 @@ class ReviewService:
             after = apply_to_cart({ln.sku: ln.quantity for ln in before}, item.plan("remove"), session.id)
             preview = correct_receipt(self.layout, receipt_id, item.id, before, _lines(after), paid=True)
             item.evidence["refund_cents"] = preview.refund_cents
-            uow.reviews.add(item)
-            if preview.refund_cents <= self.auto_refund_max_cents:
+            to_staff = refund_cap_reason(
+                self.caps,
+                preview.refund_cents,
+                receipt.bill.total_cents,
+                on_receipt,
+                to_shopper,
+                preview.currency,
+            )
+            if to_staff is not None:
+                item.evidence["held_for_staff"] = to_staff
+                item.summary += f" ({to_staff.removeprefix('sent to staff: ')})"
+            if not uow.reviews.add(item):
+                raise ReviewError("this line is disputed already")
+            if to_staff is None:
+                logger.info("dispute %s refunded at once: %d cents", item.id, preview.refund_cents)
                 receipts = self._apply(uow, item, item.plan("remove"), "automatic refund")
                 self._close(item, "remove", item.plan("remove"), receipts, "auto", "automatic refund")
                 uow.reviews.save(item)

@@ -6,10 +6,13 @@ the cart change it doubts, and a replayed decision finds the item it opened (det
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from edge.contracts import WeightEvent
 from store_server import metrics
+from store_server.domain.layout import StoreLayout
+from store_server.domain.pricing import price_cart
 from store_server.domain.review import (
     Correction,
     ReviewItem,
@@ -151,5 +154,74 @@ def open_unexplained(ctx: Context, uow: UnitOfWork, msg: WeightEvent, session: S
             session_id=session.id,
             summary=f"{msg.delta_g:+.0f} g on {msg.shelf_id} matches no product ({session.id})",
             evidence=evidence,
+        ),
+    )
+
+
+def open_visit_timeout(
+    layout: StoreLayout,
+    uow: UnitOfWork,
+    session: ShopperSession,
+    last_seen: float,
+    decided_at: float,
+    timeout_s: float,
+) -> None:
+    """A visit closed by the timeout with goods in its cart: nothing was charged, staff decide.
+
+    Called after :meth:`ShopperSession.time_out`, in the same transaction; ``decided_at`` is the event
+    time at which the timeout ran out (so a replay opens the same item)."""
+    # Never fails on its data: this runs before every decision once a timeout ran out, so an error
+    # here would stop the store. A product gone from the catalog is listed unpriced.
+    cart = session.cart()
+    bill = price_cart(
+        [ln for ln in cart if ln.sku in layout.products], layout.products, layout.tax_rates, layout.currency
+    )
+    unpriced = [ln for ln in cart if ln.sku not in layout.products]
+    try:
+        seen = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last_seen))
+    except (OverflowError, OSError, ValueError):
+        seen = f"{last_seen:.0f}"
+    items = sum(line.quantity for line in cart)
+    _add(
+        uow,
+        ReviewItem(
+            id=review_id_for(ReviewKind.VISIT_TIMEOUT, session.id),
+            kind=ReviewKind.VISIT_TIMEOUT,
+            created_at=decided_at,
+            event_id=session.id,
+            session_id=session.id,
+            summary=f"visit timed out: shopper not seen since {seen} ({session.id}, {items} items, "
+            f"{bill.total_cents / 100:.2f} {bill.currency} not charged)",
+            evidence={
+                "session_id": session.id,
+                "account_token": session.account_token,
+                "entered_at": session.entered_at,
+                "last_seen_at": last_seen,
+                "timeout_s": timeout_s,
+                "track_ids": session.track_ids(),
+                "cart": [
+                    {
+                        "sku": ln.sku,
+                        "name": ln.name,
+                        "quantity": ln.quantity,
+                        "unit_price_cents": ln.unit_price_cents,
+                        "amount_cents": ln.amount_cents,
+                    }
+                    for ln in bill.lines
+                ]
+                + [
+                    {
+                        "sku": ln.sku,
+                        "name": ln.sku,
+                        "quantity": ln.quantity,
+                        "unit_price_cents": None,
+                        "amount_cents": None,
+                    }
+                    for ln in unpriced
+                ],
+                "total_cents": bill.total_cents,
+                "currency": bill.currency,
+                "charged": False,
+            },
         ),
     )

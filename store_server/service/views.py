@@ -102,6 +102,8 @@ def dispute_state(d: ReviewItem) -> dict[str, Any]:
         "state": state,
         "quantity": d.evidence.get("quantity"),
         "refund_cents": d.evidence.get("refund_cents"),
+        # Why it was not refunded at once (a cap), shown to the shopper while staff decide.
+        "held_for_staff": d.evidence.get("held_for_staff") if d.is_open else None,
     }
 
 

@@ -66,6 +66,9 @@ def test_kill_9_mid_replay_then_restart_gives_the_same_receipts(
             "WALKOUT_STORE_CONFIG": str(dataset.layout_path),
             "WALKOUT_HTTP_PORT": str(free_port()),
             "WALKOUT_RECEIPTS_DIR": str(tmp_path / "receipts"),
+            "WALKOUT_EVENT_CLOCK": "replay",  # `walkout replay` of a recorded day, months old
+            # `walkout replay` of a simulated dataset: its shoppers enter on bare ledger tokens.
+            "WALKOUT_ACCEPT_RAW_ACCOUNT_TOKENS": "true",
         },
         tmp_path / "server.log",
     )

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sim_data.dataset import Dataset
+from sim_data.entry_signing import EntrySigner
 from sim_data.pipeline import provision_accounts
 from store_server.api.app import create_app
 from store_server.bootstrap import bootstrap
@@ -29,10 +30,13 @@ def client(basic_dataset, tmp_path_factory):
         store_config=dataset.layout_path,
         receipts_dir=tmp / "receipts",
         secret_key_file=tmp / "secret.key",
+        event_clock="replay",  # a recorded day: its event times are months old
     )
     server = bootstrap(settings)
     provision_accounts(server, dataset.ground_truth)
-    raw = [RawMessage(m.topic, json.dumps(m.payload).encode(), 0.0) for m in dataset.messages()]
+    assert server.web is not None
+    signed = EntrySigner(server.web.people).messages(dataset.messages())  # shoppers enter on codes
+    raw = [RawMessage(m.topic, json.dumps(m.payload).encode(), 0.0) for m in signed]
     for i in range(0, len(raw), 500):
         server.processor.handle_batch(raw[i : i + 500])
     server.processor.handle_batch([RawMessage("walkout/demo/x/weight", b"junk", 0.0)])

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from sim_data.dataset import Dataset
+from sim_data.entry_signing import EntrySigner, is_entry_pass
 from sim_data.pipeline import provision_accounts
 from store_server.adapters import orm
 from store_server.api.access import ACCESS_LEVELS
@@ -36,6 +37,7 @@ def server(basic_dataset, tmp_path_factory):
             store_config=dataset.layout_path,
             receipts_dir=tmp / "receipts",
             secret_key_file=tmp / "secret.key",
+            event_clock="replay",  # a recorded day: its event times are months old
         )
     )
     people = srv.web.people
@@ -43,15 +45,17 @@ def server(basic_dataset, tmp_path_factory):
     people.create_staff("admin@test.walkout", "Admin", PASSWORD, Role.ADMIN)
     people.sign_up("alice@test.walkout", "Alice", PASSWORD)
     bob = people.sign_up("bob@test.walkout", "Bob", PASSWORD)
-    people.top_up(bob, 50_000, "t")
+    people.staff_top_up(people.users.by_email("staff@test.walkout"), bob.account_token, 50_000, "t")
     # Bob's visit: the first simulated shopper with items enters on Bob's ledger account.
     provision_accounts(srv, dataset.ground_truth)
     truth = next(s for s in dataset.ground_truth["sessions"] if s["items"])
-    raw = []
+    raw, signer = [], EntrySigner(people)
     for m in dataset.messages():
         payload = dict(m.payload)
         if f"{payload.get('node_id')}:{payload.get('seq')}" == truth["entry_msg_id"]:
             payload["account_token"] = bob.account_token
+        if is_entry_pass(m.topic, payload):
+            payload = signer.payload(payload)  # on a code the store issued, as the app would show
         raw.append(RawMessage(m.topic, json.dumps(payload).encode(), 0.0))
     for i in range(0, len(raw), 500):
         srv.processor.handle_batch(raw[i : i + 500])

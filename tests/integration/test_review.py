@@ -9,6 +9,7 @@ import json
 import pytest
 
 from sim_data.dataset import Dataset
+from sim_data.entry_signing import EntrySigner
 from sim_data.pipeline import provision_accounts
 from store_server.bootstrap import bootstrap
 from store_server.domain.review import Correction, ReviewError, ReviewKind, ReviewStatus, review_id_for
@@ -29,6 +30,7 @@ def store(basic_dataset, db_url, tmp_path):
             receipts_dir=tmp_path / "receipts",
             secret_key_file=tmp_path / "secret.key",
             auto_refund_max_cents=200,
+            event_clock="replay",  # a recorded day: its event times are months old
         )
     )
     provision_accounts(srv, dataset.ground_truth)
@@ -39,7 +41,7 @@ def store(basic_dataset, db_url, tmp_path):
         if e.get("track_id") in truth["track_ids"] and e.get("kind") == "pick"
     )
     raw = []
-    for m in dataset.messages():
+    for m in EntrySigner(srv.web.people).messages(dataset.messages()):  # shoppers enter on codes
         payload = dict(m.payload)
         if f"{payload.get('node_id')}:{payload.get('seq')}" == pick["msg_id"]:
             payload["confidence"] = 0.4

@@ -29,6 +29,10 @@ SMALL_STORE = {
         {"sku": "lemon", "plates": ["P2"]},
         {"sku": "chips", "plates": ["P3", "P4"]},
     ],
+    "cameras": [
+        {"id": "cam", "kind": "ceiling", "node_id": "cam",
+         "homography": [[0.01, 0, 0], [0, 0.01, 0], [0, 0, 1]]},
+    ],
     "gates": [
         {"id": "in", "direction": "entry", "node_id": "gate-in",
          "zone": {"x_min": 0, "y_min": 0, "x_max": 1, "y_max": 1}},

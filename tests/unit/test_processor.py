@@ -105,6 +105,7 @@ def processor(layout):
             backend=backend,
             clock=FakeClock(),
         )
+        proc.ctx.accept_raw_tokens = True  # bare tokens here; codes: tests/unit/test_entry_codes.py
         return proc, uow, payments, backend, mailer
 
     return build

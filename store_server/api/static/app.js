@@ -22,6 +22,12 @@
     tick();
   }
 
+  function follow() {
+    // A top-up continues on the card provider's page (a link, so CSP form-action stays 'self').
+    const link = document.querySelector("a[data-follow]");
+    if (link) location.assign(link.href);
+  }
+
   async function refreshMain() {
     // Re-render the same page on the server and swap the content: what is shown is what is stored.
     const response = await fetch(location.href, { headers: { Accept: "text/html" }, credentials: "same-origin" });
@@ -53,6 +59,7 @@
     }));
   }
 
+  follow();
   countdown();
   live();
 })();

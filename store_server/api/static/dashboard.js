@@ -14,6 +14,8 @@
       if (v === null || v === undefined || v === false) continue;
       if (k === "class") node.className = v;
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      // Through the CSSOM, not a style attribute: the Content-Security-Policy refuses inline styles.
+      else if (k === "style") node.style.cssText = v;
       else node.setAttribute(k, v);
     }
     for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
@@ -68,7 +70,7 @@
     box.replaceChildren(...items.slice(0, 60).map((r) => {
       const [label, tone] = KIND[r.kind] || [r.kind, ""];
       return h("div", { class: "review" + (r.status === "open" ? "" : " done"), "data-review": r.id, onclick: () => openReview(r.id) },
-        h("div", { class: "top", style: "display:flex;justify-content:space-between" },
+        h("div", { class: "top" },
           h("span", { class: "badge " + tone }, label),
           h("small", {}, r.status === "open" ? clock(r.created_at) : `${r.status} by ${r.resolved_by || "?"}`)),
         h("p", { class: "sum" }, r.summary));

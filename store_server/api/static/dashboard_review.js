@@ -60,7 +60,15 @@
     if (item.kind === "dispute") {
       left.push(h("p", {}, `Receipt ${ev.receipt_id}: ${ev.quantity}× ${ev.name}`),
         h("p", { class: "muted" }, `Shopper says: “${ev.reason || "no reason given"}”`),
-        h("p", {}, `Refund if accepted: ${money(ev.refund_cents)}`));
+        h("p", {}, `Refund if accepted: ${money(ev.refund_cents)}`),
+        ev.held_for_staff ? h("p", { class: "muted", "data-testid": "held-for-staff" }, `Not refunded at once: ${ev.held_for_staff.replace(/^sent to staff: /, "")}`) : null);
+    }
+    if (item.kind === "visit_timeout") {
+      // A visit closed by the timeout: the cart as it stood, never charged.
+      left.push(h("p", {}, `Entered ${clock(ev.entered_at)}, last seen ${clock(ev.last_seen_at)}, never passed the exit: nothing was charged.`),
+        h("table", { "data-testid": "timed-out-cart" }, h("tbody", {}, (ev.cart || []).map((c) =>
+          h("tr", {}, h("td", {}, `${c.quantity}×`), h("td", {}, c.name), h("td", {}, money(c.amount_cents)))))),
+        h("p", {}, `Cart total (tax included): ${money(ev.total_cents)}`));
     }
     const right = [];
     if (ev.candidates && ev.candidates.length) {
@@ -68,18 +76,18 @@
         h("tbody", {}, ev.candidates.map((c) => h("tr", {}, h("td", {}, c.name), h("td", {}, c.quantity), h("td", {}, `${c.expected_g} g`), h("td", {}, `${Math.round(c.likelihood * 100)}%`))))));
     }
     if (ev.nearby) {
-      right.push(h("h2", { style: "margin-top:14px" }, "Shoppers nearby"), h("table", {}, h("tbody", {},
+      right.push(h("h2", { class: "gap-top" }, "Shoppers nearby"), h("table", {}, h("tbody", {},
         ev.nearby.length ? ev.nearby.map((n) => h("tr", {}, h("td", {}, short(n.session_id)), h("td", { class: "muted" }, n.track_id || ""),
           h("td", {}, n.distance_m === null ? "not seen close" : `${n.distance_m} m`))) : h("tr", {}, h("td", { class: "muted" }, "nobody")))));
     }
     if (item.applied) {
-      right.push(h("p", { style: "margin-top:14px" }, "In the cart now: ",
+      right.push(h("p", { class: "gap-top" }, "In the cart now: ",
         h("b", {}, `${item.applied.quantity > 0 ? "+" : ""}${item.applied.quantity} ${productName(item.applied.sku)}`), ` → ${short(item.applied.session_id)}`));
     }
 
     const form = resolveForm(item, ctx, close);
     sheet.replaceChildren(
-      h("div", { style: "display:flex;justify-content:space-between;align-items:start" },
+      h("div", { class: "sheet-head" },
         h("div", {}, h("h3", {}, item.summary), h("small", {}, `${item.kind.replace("_", " ")} · ${clock(item.created_at)} · ${item.event_id}`)),
         h("button", { onclick: close, "aria-label": "close" }, "✕")),
       h("div", { class: "cols" }, h("div", {}, left), h("div", {}, right)),
@@ -106,7 +114,7 @@
     const sessionSel = h("select", { name: "session_id" }, [...sessions.keys()].map((s) => h("option", { value: s }, `${short(s)} ${s}`)));
     const skuSel = h("select", { name: "sku" }, [...skus].map(([sku, name]) => h("option", { value: sku }, name)));
     if (best) skuSel.value = best.sku;
-    const qty = h("input", { name: "quantity", type: "number", value: String(best ? sign * best.quantity : 1), min: "-20", max: "20", style: "width:80px" });
+    const qty = h("input", { name: "quantity", type: "number", value: String(best ? sign * best.quantity : 1), min: "-20", max: "20", class: "qty" });
     const msg = h("p", { class: "msg" });
 
     async function send(action) {
@@ -117,6 +125,11 @@
       if (r.ok) close(); else msg.textContent = (await r.json()).detail || `error ${r.status}`;
     }
     const dispute = item.kind === "dispute";
+    if (item.kind === "visit_timeout") {
+      // The visit is over without a receipt: there is no cart left to correct, only to acknowledge.
+      return h("div", { class: "resolve" }, h("div", { class: "row" },
+        h("button", { "data-action": "keep", onclick: () => send("keep") }, "Dismiss (not charged)")), msg);
+    }
     return h("div", { class: "resolve" },
       h("div", { class: "row" },
         h("button", { "data-action": "keep", onclick: () => send("keep") }, dispute ? "Reject dispute" : item.applied ? "Confirm as decided" : "Dismiss"),
