@@ -132,7 +132,8 @@ def vision_command(
     publisher = Publisher(
         parse_broker_url(cfg.broker),
         cfg.layout().store_id,
-        f"walkout-vision-{nodes[0]}",
+        # One client id per store and node: two stores (or runs) on one broker never take over each other.
+        f"{cfg.prefix}-vision-{cfg.layout().store_id}-{nodes[0]}",
         status_nodes=nodes,
         prefix=cfg.prefix,
     )

@@ -52,7 +52,11 @@ class MqttConsumer:
         self.client_id = client_id
         self.protocol = protocol
         self.client = self._client(protocol)
-        self._queue: queue.Queue[tuple[RawMessage, int, int]] = queue.Queue()
+        self._queue: queue.Queue[tuple[RawMessage, int, int, int]] = queue.Queue()
+        # Packet ids belong to one connection: after a reconnect the broker re-sends every message we
+        # did not acknowledge (with its old id) and may give old ids to new messages, so a message
+        # taken on an earlier connection is never acknowledged on a later one (it comes again instead).
+        self._connection = 0
         self._stop = threading.Event()
         self.connected = threading.Event()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest", daemon=True)
@@ -77,6 +81,7 @@ class MqttConsumer:
             logger.error("broker %s refused the store server: %s", self.address, reason)
             return
         client.subscribe(self.subscription, qos=1)
+        self._connection += 1
         self.connected.set()
         logger.info("connected to %s (session present: %s)", self.address, flags.session_present)
 
@@ -86,7 +91,8 @@ class MqttConsumer:
             logger.warning("lost the broker %s (%s); reconnecting with back-off", self.address, reason)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put((RawMessage(msg.topic, bytes(msg.payload), self.clock()), msg.mid, msg.qos))
+        raw = RawMessage(msg.topic, bytes(msg.payload), self.clock())
+        self._queue.put((raw, msg.mid, msg.qos, self._connection))
 
     def start(self) -> MqttConsumer:
         self._connect()
@@ -147,7 +153,7 @@ class MqttConsumer:
 
     _busy = False
 
-    def _take_batch(self) -> list[tuple[RawMessage, int, int]]:
+    def _take_batch(self) -> list[tuple[RawMessage, int, int, int]]:
         try:
             first = self._queue.get(timeout=0.1)
         except queue.Empty:
@@ -167,7 +173,7 @@ class MqttConsumer:
             if not batch:
                 continue
             self._busy = True
-            self._current = [raw for raw, _, _ in batch]
+            self._current = [raw for raw, _, _, _ in batch]
             delay = 0.5
             while not self._stop.is_set():
                 try:
@@ -188,8 +194,8 @@ class MqttConsumer:
                 return  # stopping: unacknowledged messages come back after the restart
             self._failing_since = None
             self._current = []
-            for _, mid, qos in batch:
-                if qos > 0:
+            for _, mid, qos, connection in batch:
+                if qos > 0 and connection == self._connection:
                     self.client.ack(mid, qos)
             self.batches += 1
             self.handled += len(batch)

@@ -54,6 +54,26 @@ class PruneReport:
         )
 
 
+def _in_batches(
+    uow_factory: Callable[[], UnitOfWork],
+    delete: Callable[[UnitOfWork], int],
+    policy: RetentionPolicy,
+    max_batches: int | None,
+) -> tuple[int, int, bool]:
+    """Run ``delete`` (one batch) in its own transaction until it deletes less than a full batch:
+    (rows, batches, whether max_batches stopped it with rows left)."""
+    rows = batches = 0
+    while max_batches is None or batches < max_batches:
+        with uow_factory() as uow:
+            n = delete(uow)
+            uow.commit()
+        rows += n
+        batches += 1 if n else 0
+        if n < policy.batch_rows:
+            return rows, batches, False
+    return rows, batches, True
+
+
 def inbox_cutoffs(uow: UnitOfWork, policy: RetentionPolicy, now: float) -> tuple[float, float] | None:
     """(received_before, ts_before) for the inbox, or None when it is empty."""
     newest = max(uow.inbox.node_watermarks().values(), default=None)
@@ -84,26 +104,21 @@ def prune(
             report.dead_letter_batches = -(-report.dead_letters // policy.batch_rows)
             return report
     if cutoffs is not None:
-        while max_batches is None or report.inbox_batches < max_batches:
-            with uow_factory() as uow:
-                n = uow.inbox.prune_processed(*cutoffs, policy.batch_rows)
-                uow.commit()
-            report.inbox_rows += n
-            report.inbox_batches += 1 if n else 0
-            if n < policy.batch_rows:
-                break
-        else:
-            report.more = True
-    while max_batches is None or report.dead_letter_batches < max_batches:
-        with uow_factory() as uow:
-            n = uow.dead_letters.prune(letters_before, policy.batch_rows)
-            uow.commit()
-        report.dead_letters += n
-        report.dead_letter_batches += 1 if n else 0
-        if n < policy.batch_rows:
-            break
-    else:
-        report.more = True
+        received_before, ts_before = cutoffs
+        report.inbox_rows, report.inbox_batches, more = _in_batches(
+            uow_factory,
+            lambda uow: uow.inbox.prune_processed(received_before, ts_before, policy.batch_rows),
+            policy,
+            max_batches,
+        )
+        report.more |= more
+    report.dead_letters, report.dead_letter_batches, more = _in_batches(
+        uow_factory,
+        lambda uow: uow.dead_letters.prune(letters_before, policy.batch_rows),
+        policy,
+        max_batches,
+    )
+    report.more |= more
     return report
 
 

@@ -176,6 +176,11 @@ def test_cross_origin_writes_are_refused(server):
         headers={"Origin": "https://evil.example"},
     )
     assert hostile.status_code == 403
+    # An opaque origin (a sandboxed frame on the attacker's page) sends "null": refused too.
+    opaque = bob.post(
+        "/app/top-up", data={"amount_cents": 1000, "request_id": "z"}, headers={"Origin": "null"}
+    )
+    assert opaque.status_code == 403
     same = bob.post(
         "/app/top-up",
         data={"amount_cents": 1000, "request_id": "y"},
