@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store_server.adapters import orm
@@ -137,8 +136,22 @@ def test_charge_racing_an_uncommitted_duplicate_returns_its_result(
     results: list[ChargeResult] = []
     caplog.set_level(logging.INFO, logger="store_server.adapters.ledger")
     racer = threading.Thread(target=lambda: results.append(gateway.charge("gus", 100, "EUR", "s-inflight")))
-    racer.start()
-    time.sleep(0.5)  # let the racer reach the lock (if it is later, it finds the entry: same outcome)
+    writing = threading.Event()
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        first_word = statement.lstrip()[:6].upper()
+        if threading.current_thread() is racer and first_word in ("UPDATE", "INSERT"):
+            writing.set()
+
+    engine = session_factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        racer.start()
+        # Its first write comes after it looked for an earlier result and found none: from here on, our
+        # commit can only meet it in the conflict path (it waits for our lock or finds our entry).
+        assert writing.wait(60), "the racing charge never got to write"
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
     other.commit()
     other.close()
     racer.join(30)
