@@ -1,7 +1,7 @@
 """Every MQTT topic and payload between edge nodes and the store server.
 
-This module is the one contract between edge and server. It imports pydantic only (no numpy, cv2 or
-torch) so that both sides, tests and third-party nodes can depend on it cheaply.
+This module is the one contract between edge and server. It imports pydantic and the stdlib-only
+edge.bounded_json (no numpy, cv2 or torch) so that both sides, tests and third-party nodes can depend on it cheaply.
 
 Topics follow ``{prefix}/{store_id}/{node_id}/{feature}``. Every payload is a JSON object carrying the
 schema version ``v``, the publishing ``node_id``, a per-node sequence number ``seq`` and ``ts``, the
@@ -18,8 +18,6 @@ field and the reason, cheaply, before the JSON is decoded into Python objects wh
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Annotated, Any, Final, Literal, Protocol
 
 from pydantic import (
@@ -31,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from edge.bounded_json import JsonRefused, loads_bounded
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_PREFIX = "walkout"
@@ -279,53 +279,11 @@ def _payload_limit(feature: str) -> int:
     return MAX_SAMPLES_PAYLOAD_BYTES if feature == "samples" else MAX_PAYLOAD_BYTES
 
 
-# A JSON string, or an unterminated one up to the end (so no position is scanned twice), and an
-# innermost array or object (one without a bracket inside). Both run at C speed.
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
-_INNERMOST = re.compile(rb"\[[^\[\]{}]*+\]|\{[^\[\]{}]*+\}")
-
-
-def _check_nesting(data: bytes, topic_name: str) -> None:
-    """Refuse JSON nested deeper than MAX_NESTING before decoding it: the decoder recurses per level.
-
-    Strings are blanked, arrays and objects counted (at most MAX_CONTAINERS), then innermost ones
-    removed one level per pass: more than MAX_NESTING passes is too deep. Each step is one regex over
-    the bytes, so any payload costs a bounded number of linear scans (unbalanced brackets are left for
-    the decoder to report).
-    """
-    if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
-        return
-    rest = _STRING.sub(b'""', data)
-    containers = rest.count(b"[") + rest.count(b"{")
-    if containers > MAX_CONTAINERS:  # decoding would build them all before the contract is checked
-        raise ContractError(
-            f"payload has {containers} arrays and objects; at most {MAX_CONTAINERS}", "payload", topic_name
-        )
-    for _ in range(MAX_NESTING):
-        rest, removed = _INNERMOST.subn(b"0", rest)
-        if not removed:
-            return
-    if _INNERMOST.search(rest):
-        raise ContractError(f"payload is nested deeper than {MAX_NESTING} levels", "payload", topic_name)
-
-
 def _decode(payload: bytes | str, feature: str, topic_name: str) -> Any:
-    data = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload)
-    limit = _payload_limit(feature)
-    if len(data) > limit:
-        raise ContractError(
-            f"payload is {len(data)} bytes; a {feature} message may have at most {limit}",
-            "payload",
-            topic_name,
-        )
-    _check_nesting(data, topic_name)
     try:
-        return json.loads(data)
-    except RecursionError:  # a last line of defence: the decoder ran out of stack
-        raise ContractError("payload is nested too deeply", "payload", topic_name) from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 4300+ digits
-        reason = str(exc)[:200]
-        raise ContractError(f"payload is not JSON: {reason}", "payload", topic_name) from None
+        return loads_bounded(payload, _payload_limit(feature), MAX_NESTING, MAX_CONTAINERS)
+    except JsonRefused as exc:
+        raise ContractError(str(exc), "payload", topic_name) from None
 
 
 def parse(topic_name: str, payload: bytes | str, prefix: str = DEFAULT_PREFIX) -> AnyMessage:
