@@ -1,7 +1,8 @@
 """Every MQTT topic and payload between edge nodes and the store server.
 
 This module is the one contract between edge and server. It imports pydantic and the stdlib-only
-edge.bounded_json (no numpy, cv2 or torch) so that both sides, tests and third-party nodes can depend on it cheaply.
+edge.bounded_json (no numpy, cv2 or torch) so that both sides, tests and third-party nodes can
+depend on it cheaply.
 
 Topics follow ``{prefix}/{store_id}/{node_id}/{feature}``. Every payload is a JSON object carrying the
 schema version ``v``, the publishing ``node_id``, a per-node sequence number ``seq`` and ``ts``, the
