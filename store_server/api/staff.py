@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -47,13 +47,24 @@ def review(request: Request, _: StaffUser, review_id: str) -> dict[str, Any]:
     return views.review_view(item)
 
 
+Quantity = Annotated[int, Field(ge=0, le=100)]
+Sku = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class ResolveIn(BaseModel):
-    action: Literal["keep", "remove", "assign"] = Field(
-        description="keep the decision, remove what it applied, or assign session/sku/quantity instead"
+    action: Literal["keep", "remove", "assign", "charge"] = Field(
+        description="keep the decision, remove what it applied, or assign session/sku/quantity instead; "
+        "charge: charge a timed-out visit's cart (once; a decline is a receipt that says so)"
     )
     session_id: str | None = None
     sku: str | None = None
     quantity: int | None = Field(None, ge=-100, le=100, description="+ taken, - put back")
+    quantities: dict[Sku, Quantity] | None = Field(
+        None,
+        max_length=200,
+        description="charge only: quantities that replace the cart's per sku before charging "
+        "(0 removes the line; products not listed stay as they are)",
+    )
     note: str = Field("", max_length=500)
 
 
@@ -64,9 +75,11 @@ async def resolve(web: WebDep, user: StaffUser, review_id: str, body: ResolveIn)
         if not (body.session_id and body.sku and body.quantity):
             raise HTTPException(422, "assign needs session_id, sku and a non-zero quantity")
         target = Correction(body.session_id, body.sku, body.quantity)
+    if body.quantities is not None and body.action != "charge":
+        raise HTTPException(422, f"quantities: only with action charge, not {body.action}")
     try:
         item = await run_in_threadpool(
-            web.reviews.resolve, review_id, body.action, target, user.email, body.note
+            web.reviews.resolve, review_id, body.action, target, user.email, body.note, body.quantities
         )
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None

@@ -64,7 +64,7 @@ class ReviewItem:
 
     def plan(self, action: str, target: Correction | None = None) -> list[Correction]:
         """The corrections for ``action``: ``keep`` (nothing changes), ``remove`` (undo what was
-        applied), ``assign`` (undo, then apply ``target``)."""
+        applied), ``assign`` (undo, then apply ``target``). ``charge`` is :meth:`plan_charge`."""
         if not self.is_open:
             raise ReviewError(f"review {self.id} is already {self.status}")
         if action == "keep":
@@ -72,11 +72,36 @@ class ReviewItem:
         undo = [Correction(a.session_id, a.sku, -a.quantity)] if (a := self.applied) else []
         if action == "remove":
             return undo
+        if action == "charge":
+            raise ReviewError("charge needs the cart: see plan_charge")
         if action != "assign":
-            raise ReviewError(f"unknown action {action!r} (keep, remove or assign)")
+            raise ReviewError(f"unknown action {action!r} (keep, remove, assign or charge)")
         if target is None or target.quantity == 0:
             raise ReviewError("assign needs a session, a product and a non-zero quantity")
         return net([*undo, target])
+
+    def plan_charge(self, cart: dict[str, int], quantities: dict[str, int] | None = None) -> list[Correction]:
+        """The corrections before staff charge a timed-out visit: ``quantities`` replace the cart's
+        for those products (0 removes a line, a product not listed stays as it is; None charges the
+        cart as it stands). Refused when the item is closed, is no visit timeout, or nothing is left."""
+        if not self.is_open:
+            raise ReviewError(f"review {self.id} is already {self.status}")
+        if self.kind is not ReviewKind.VISIT_TIMEOUT or self.session_id is None:
+            raise ReviewError(
+                f"only a {ReviewKind.VISIT_TIMEOUT.value} item can be charged, not {self.kind.value}"
+            )
+        wanted = dict(cart)
+        for sku, quantity in (quantities or {}).items():
+            if quantity < 0:
+                raise ReviewError(f"quantity of {sku!r}: {quantity} is below 0")
+            wanted[sku] = quantity
+        if not any(q > 0 for q in wanted.values()):
+            raise ReviewError("nothing to charge: the cart would be empty (dismiss the item instead)")
+        corrections = [
+            Correction(self.session_id, sku, wanted.get(sku, 0) - cart.get(sku, 0))
+            for sku in sorted(set(cart) | set(wanted))
+        ]
+        return [c for c in corrections if c.quantity != 0]
 
 
 def review_id_for(kind: ReviewKind, event_id: str) -> str:

@@ -244,6 +244,40 @@ def order_payload(receipt: Receipt) -> dict[str, Any]:
     }
 
 
+def charge_visit(
+    layout: StoreLayout, payments: PaymentGateway, uow: UnitOfWork, session: ShopperSession, at: float
+) -> Receipt:
+    """Price the session's cart, charge it, store the receipt, queue the order and the receipt mail,
+    and close the visit as paid or declined at ``at`` (event time), all in ``uow``.
+
+    The exit does this, and so does staff charging a timed-out visit from the review queue: one
+    charge per visit whichever comes first. A decline is a result (a receipt that says so), not an
+    error; an unknown product raises ``UnknownProduct``."""
+    bill = price_cart(session.cart(), layout.products, layout.tax_rates, layout.currency)
+    # The session id is the idempotency key: a crash after this call, a second exit or a second
+    # staff resolution all get the first result back, so the shopper is charged once.
+    charge = payments.charge(session.account_token, bill.total_cents, bill.currency, session.id)
+    receipt = Receipt(
+        id=receipt_id_for(session.id),
+        session_id=session.id,
+        store_id=layout.store_id,
+        account_token=session.account_token,
+        exited_at=at,
+        bill=bill,
+        payment_status=charge.status,
+        charge_id=charge.charge_id,
+        decline_reason=charge.reason,
+    )
+    if uow.receipts.for_session(session.id) is None:
+        uow.receipts.add(receipt)
+    uow.outbox.add("order", session.id, order_payload(receipt))
+    uow.outbox.add("receipt_mail", receipt.id, {"receipt_id": receipt.id})
+    session.leave(at, charge.status == "approved")
+    uow.sessions.save(session)
+    metrics.RECEIPTS.labels(status=charge.status).inc()
+    return receipt
+
+
 def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
     gate = ctx.layout.gate(msg.gate_id)
     if gate is None or gate.direction != "exit":
@@ -272,33 +306,10 @@ def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, rece
         uow.sessions.save(session)
         metrics.DECISIONS.labels(outcome="member_left").inc()
         return Outcome("member_left", session.id)
-    cart = session.cart()
-    if not cart:
+    if not session.cart():
         session.leave(msg.ts, None)
         uow.sessions.save(session)
         metrics.DECISIONS.labels(outcome="left_empty").inc()
         return Outcome("left_empty", session.id)
-    layout = ctx.layout
-    bill = price_cart(cart, layout.products, layout.tax_rates, layout.currency)
-    # The session id is the idempotency key: a crash after this call and a second exit both get the
-    # first result back, so the shopper is charged once.
-    charge = ctx.payments.charge(session.account_token, bill.total_cents, bill.currency, session.id)
-    receipt = Receipt(
-        id=receipt_id_for(session.id),
-        session_id=session.id,
-        store_id=layout.store_id,
-        account_token=session.account_token,
-        exited_at=msg.ts,
-        bill=bill,
-        payment_status=charge.status,
-        charge_id=charge.charge_id,
-        decline_reason=charge.reason,
-    )
-    if uow.receipts.for_session(session.id) is None:
-        uow.receipts.add(receipt)
-    uow.outbox.add("order", session.id, order_payload(receipt))
-    uow.outbox.add("receipt_mail", receipt.id, {"receipt_id": receipt.id})
-    session.leave(msg.ts, charge.status == "approved")
-    uow.sessions.save(session)
-    metrics.RECEIPTS.labels(status=charge.status).inc()
+    receipt = charge_visit(ctx.layout, ctx.payments, uow, session, msg.ts)
     return Outcome("receipt", session.id, receipt.id)

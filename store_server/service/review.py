@@ -6,6 +6,11 @@ a receipt: its correction is re-priced and recorded, the difference is refunded 
 after the commit, from the pending corrections (:meth:`ReviewService.settle`), so a crash in between is
 finished by the next settle (every bootstrap runs one).
 
+A timed-out visit (a shopper gone for good, never past the exit) can be charged from its review item:
+staff may set quantities first, then the exit's own charge runs (:func:`handlers.charge_visit`, the
+session id as idempotency key) in the resolution's unit of work under the processor lock, so a
+second resolution finds the item closed and the shopper is charged once.
+
 A dispute is refunded at once only within :class:`RefundCaps` (per line, per receipt, per shopper and
 period); over a cap it waits for staff and says why. The caps are checked under the processor lock and,
 through :class:`AutoRefundTally`, with the shopper's and the receipt's rows locked in the database, so
@@ -25,6 +30,7 @@ from typing import Any, Protocol
 from store_server.adapters.ledger import Accounts
 from store_server.backend.api import AdjustmentLineIn, OrderAdjustmentIn, OrderBackend
 from store_server.domain.layout import StoreLayout
+from store_server.domain.receipt import Receipt
 from store_server.domain.review import (
     Correction,
     RefundCaps,
@@ -37,7 +43,8 @@ from store_server.domain.review import (
     refund_cap_reason,
     review_id_for,
 )
-from store_server.domain.session import CartChange, CartLine
+from store_server.domain.session import CartChange, CartLine, SessionState, ShopperSession
+from store_server.service.handlers import charge_visit
 from store_server.service.ports import PaymentGateway, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -101,18 +108,30 @@ class ReviewService:
 
     # -- staff ------------------------------------------------------------------------------------
     def resolve(
-        self, review_id: str, action: str, target: Correction | None, by: str, note: str = ""
+        self,
+        review_id: str,
+        action: str,
+        target: Correction | None,
+        by: str,
+        note: str = "",
+        quantities: dict[str, int] | None = None,
     ) -> ReviewItem:
-        """``keep`` the decision, ``remove`` what it applied, or ``assign`` ``target`` instead."""
+        """``keep`` the decision, ``remove`` what it applied, or ``assign`` ``target`` instead; for a
+        timed-out visit, ``charge`` its cart (with ``quantities`` replacing the cart's, if given)."""
         if target is not None and target.sku not in self.layout.products:
             raise ReviewError(f"{target.sku!r} is not in the catalog")
         with self._lock, self.uow_factory() as uow:
             item = uow.reviews.get(review_id)
             if item is None:
                 raise LookupError(f"no review item {review_id!r}")
-            corrections = item.plan(action, target)
-            receipts = self._apply(uow, item, corrections, note)
-            self._close(item, action, corrections, receipts, by, note)
+            charged: Receipt | None = None
+            if action == "charge":
+                corrections, charged = self._charge(uow, item, quantities or {}, note)
+                receipts = [charged.id]
+            else:
+                corrections = item.plan(action, target)
+                receipts = self._apply(uow, item, corrections, note)
+            self._close(item, action, corrections, receipts, by, note, charged)
             uow.reviews.save(item)
             uow.commit()
         self.settle()
@@ -238,6 +257,49 @@ class ReviewService:
         return "adjusted"
 
     # -- internals --------------------------------------------------------------------------------
+    def _charge(
+        self, uow: UnitOfWork, item: ReviewItem, quantities: dict[str, int], note: str
+    ) -> tuple[list[Correction], Receipt]:
+        """Correct the timed-out visit's cart as staff set it, then charge it as the exit would."""
+        session = uow.sessions.get(item.session_id or "")
+        if session is None:
+            raise ReviewError(f"no session {item.session_id!r}")
+        corrections = item.plan_charge({ln.sku: ln.quantity for ln in session.cart()}, quantities)
+        if session.state is not SessionState.TIMED_OUT:
+            raise ReviewError(f"{session.id} is {session.state.value}, not timed out: nothing to charge")
+        added = sorted({c.sku for c in corrections if c.quantity > 0} - set(self.layout.products))
+        if added:
+            raise ReviewError(f"{added[0]!r} is not in the catalog")
+        self._append(session, item, corrections)
+        # A product dropped from the catalog since the visit cannot be priced; nothing is guessed.
+        unpriced = sorted({ln.sku for ln in session.cart() if ln.sku not in self.layout.products})
+        if unpriced:
+            raise ReviewError(
+                f"{unpriced[0]!r} is not in the catalog: set its quantity to 0 to charge the rest"
+            )
+        # The visit ends when its shopper was last seen, as the timeout decided.
+        receipt = charge_visit(self.layout, self.payments, uow, session, session.exited_at or item.created_at)
+        logger.info(
+            "timed-out visit %s charged from review %s: %d cents, %s (%s)",
+            session.id,
+            item.id,
+            receipt.bill.total_cents,
+            receipt.payment_status,
+            note or "no note",
+        )
+        return corrections, receipt
+
+    @staticmethod
+    def _append(session: ShopperSession, item: ReviewItem, corrections: list[Correction]) -> None:
+        """Append ``corrections`` meant for ``session`` as cart changes noted ``review:<id>``."""
+        for c in (c for c in corrections if c.session_id == session.id):
+            qty = c.quantity if c.quantity > 0 else -min(-c.quantity, session.quantity_of(c.sku))
+            if qty:
+                event_id = f"review:{item.id}:{c.sku}"[:128]
+                session.changes.append(
+                    CartChange(event_id, c.sku, qty, item.created_at, 1.0, f"review:{item.id}")
+                )
+
     def _apply(
         self, uow: UnitOfWork, item: ReviewItem, corrections: list[Correction], note: str
     ) -> list[str]:
@@ -248,13 +310,7 @@ class ReviewService:
             if session is None:
                 raise ReviewError(f"no session {session_id!r}")
             before = session.cart()
-            for c in (c for c in corrections if c.session_id == session_id):
-                qty = c.quantity if c.quantity > 0 else -min(-c.quantity, session.quantity_of(c.sku))
-                if qty:
-                    event_id = f"review:{item.id}:{c.sku}"[:128]
-                    session.changes.append(
-                        CartChange(event_id, c.sku, qty, item.created_at, 1.0, f"review:{item.id}")
-                    )
+            self._append(session, item, corrections)
             if not session.is_open:
                 receipt = uow.receipts.for_session(session.id)
                 if receipt is None:
@@ -281,8 +337,10 @@ class ReviewService:
         receipts: list[str],
         by: str,
         note: str,
+        charged: Receipt | None = None,
     ) -> None:
-        item.status = ReviewStatus.DISMISSED if not corrections else ReviewStatus.RESOLVED
+        kept = not corrections and charged is None
+        item.status = ReviewStatus.DISMISSED if kept else ReviewStatus.RESOLVED
         item.resolution = {
             "action": action,
             "corrections": [
@@ -291,6 +349,13 @@ class ReviewService:
             "receipts": receipts,
             "note": note,
         }
+        if charged is not None:
+            item.resolution |= {
+                "total_cents": charged.bill.total_cents,
+                "currency": charged.bill.currency,
+                "payment_status": charged.payment_status,
+                "decline_reason": charged.decline_reason,
+            }
         item.resolved_by, item.resolved_at = by, self._now()
 
     def _name(self, sku: str) -> str:

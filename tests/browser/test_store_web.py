@@ -3,7 +3,8 @@
 One story, in order: a shopper signs up on a phone-sized screen and gets an entry code; the day is
 replayed with one simulated visit entering on that code (and one of its picks doubtful); the dashboard
 shows that shopper moving and a cart line appearing; the shopper sees the receipt after leaving; staff
-resolve the review item and the shopper's receipt changes, with the refund shown.
+resolve the review item and the shopper's receipt changes, with the refund shown; staff correct and
+charge the cart of a visit that timed out.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 
 from sim_data.simulator import simulate
 from store_server.domain.review import ReviewKind, review_id_for
-from store_server.domain.session import session_id_for
+from store_server.domain.session import SessionState, ShopperSession, session_id_for
+from store_server.service import review_open
 from tests.browser.harness import STAFF, LiveStore, watch_csp
 
 pytestmark = pytest.mark.browser
@@ -149,6 +151,41 @@ def test_staff_resolve_a_review_and_the_shoppers_receipt_changes(
     assert "Refunded to your wallet" in text
     shopper.screenshot(path=str(artifacts / "shopper-receipt-corrected.png"), full_page=True)
     staff.screenshot(path=str(artifacts / "dashboard-after-review.png"))
+
+
+def test_staff_correct_and_charge_a_timed_out_visit(staff_page: Any, store: LiveStore, artifacts: Any):
+    server, layout = store.server, store.layout
+    sku = sorted(layout.products)[0]
+    server.accounts.open_account("acct-gone", "Gone Shopper", None, balance_cents=100_000)
+    gone = ShopperSession("s-browser-gone", layout.store_id, "acct-gone", time.time() - 3600.0)
+    gone.take("browser:pick", sku, 3, gone.entered_at + 20.0, 1.0)
+    gone.time_out(gone.entered_at + 30.0)
+    with server.processor.lock, server.uow_factory() as uow:  # between the replay's batches
+        uow.sessions.add(gone)
+        review_open.open_visit_timeout(layout, uow, gone, gone.exited_at, gone.exited_at + 1800.0, 1800.0)
+        uow.commit()
+    review_id = review_id_for(ReviewKind.VISIT_TIMEOUT, gone.id)
+    assert server.web is not None
+    server.web.feed.on_review_changed([review_id], [gone.id])  # pushed to the open dashboard
+
+    staff = staff_page
+    staff.click(f"[data-review='{review_id}']", timeout=30_000)
+    staff.wait_for_selector("[data-testid=timed-out-cart]")
+    staff.fill(f"[data-testid=charge-quantities] input[data-sku='{sku}']", "2")  # staff saw two
+    staff.screenshot(path=str(artifacts / "dashboard-visit-timeout.png"))
+    staff.click("[data-action=charge]")
+    staff.wait_for_selector("#modal", state="hidden")
+    staff.wait_for_selector(f"[data-review='{review_id}'].done", timeout=15_000)
+
+    with server.uow_factory() as uow:
+        receipt = uow.receipts.for_session(gone.id)
+        session = uow.sessions.get(gone.id)
+    assert receipt is not None and receipt.payment_status == "approved"
+    assert [(ln.sku, ln.quantity) for ln in receipt.bill.lines] == [(sku, 2)]
+    assert session is not None and session.state is SessionState.PAID
+    staff.click(f"[data-review='{review_id}']")  # the closed item says what was charged
+    assert "approved" in staff.inner_text("[data-testid=resolution]")
+    staff.click("#sheet [aria-label=close]")
 
 
 def test_nothing_in_the_story_was_refused_by_the_content_security_policy(staff_page: Any, shopper_page: Any):

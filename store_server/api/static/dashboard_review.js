@@ -96,9 +96,13 @@
   }
 
   function resolveForm(item, ctx, close) {
-    const { h, state, catalog, short } = ctx;
+    const { h, state, catalog, short, money } = ctx;
     if (item.status !== "open") {
-      return h("div", { class: "resolve" }, h("p", {}, `${item.status} by ${item.resolved_by} — ${JSON.stringify(item.resolution.corrections || [])}`));
+      const res = item.resolution || {};
+      const what = res.action === "charge"
+        ? `charged ${money(res.total_cents)}: ${res.payment_status}${res.decline_reason ? ` (${res.decline_reason})` : ""}, receipt ${(res.receipts || []).join(", ")}`
+        : JSON.stringify(res.corrections || []);
+      return h("div", { class: "resolve" }, h("p", { "data-testid": "resolution" }, `${item.status} by ${item.resolved_by} — ${what}`));
     }
     const ev = item.evidence || {};
     const sessions = new Map();
@@ -117,18 +121,35 @@
     const qty = h("input", { name: "quantity", type: "number", value: String(best ? sign * best.quantity : 1), min: "-20", max: "20", class: "qty" });
     const msg = h("p", { class: "msg" });
 
-    async function send(action) {
-      const body = { action };
+    const buttons = [];
+    async function send(action, extra) {
+      const body = { action, ...(extra || {}) };
       if (action === "assign") Object.assign(body, { session_id: sessionSel.value, sku: skuSel.value, quantity: Number(qty.value) });
+      // One request at a time from this sheet; the server refuses a second resolution anyway.
+      for (const b of buttons) b.disabled = true;
       const r = await fetch(`/api/reviews/${encodeURIComponent(item.id)}/resolve`, {
         method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-      if (r.ok) close(); else msg.textContent = (await r.json()).detail || `error ${r.status}`;
+      for (const b of buttons) b.disabled = false;
+      if (r.ok) close(); else msg.textContent = detail(await r.json()) || `error ${r.status}`;
     }
     const dispute = item.kind === "dispute";
     if (item.kind === "visit_timeout") {
-      // The visit is over without a receipt: there is no cart left to correct, only to acknowledge.
-      return h("div", { class: "resolve" }, h("div", { class: "row" },
-        h("button", { "data-action": "keep", onclick: () => send("keep") }, "Dismiss (not charged)")), msg);
+      // The visit is over without a receipt: staff dismiss it, or charge the cart as the exit would
+      // (once), with the quantities corrected first if they know better.
+      const lines = (ev.cart || []).map((c) => ({ c, input: h("input", {
+        name: `qty-${c.sku}`, "data-sku": c.sku, type: "number", value: String(c.quantity), min: "0", max: "100", class: "qty" }) }));
+      const charge = () => {
+        const quantities = {};
+        for (const { c, input } of lines) if (Number(input.value) !== c.quantity) quantities[c.sku] = Number(input.value);
+        return send("charge", Object.keys(quantities).length ? { quantities } : {});
+      };
+      buttons.push(
+        h("button", { "data-action": "keep", onclick: () => send("keep") }, "Dismiss (not charged)"),
+        h("button", { class: "primary", "data-action": "charge", onclick: charge }, "Charge the cart"));
+      return h("div", { class: "resolve" },
+        h("div", { class: "row", "data-testid": "charge-quantities" }, h("span", { class: "muted" }, "Quantities to charge:"),
+          lines.map(({ c, input }) => h("label", {}, `${c.name} `, input))),
+        h("div", { class: "row" }, buttons), msg);
     }
     return h("div", { class: "resolve" },
       h("div", { class: "row" },
@@ -137,6 +158,13 @@
       h("div", { class: "row" }, h("span", { class: "muted" }, "Or assign:"), sessionSel, skuSel, qty,
         h("button", { class: "primary", "data-action": "assign", onclick: () => send("assign") }, "Apply")),
       msg);
+  }
+
+  // FastAPI's errors: a string, or a list of {loc, msg} for a body that failed validation.
+  function detail(body) {
+    const d = body && body.detail;
+    if (Array.isArray(d)) return d.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ");
+    return d;
   }
 
   window.WalkoutReview = { open };
