@@ -79,6 +79,7 @@ def dead_letter_label_values() -> int:
     return sum(1 for line in text.splitlines() if line.startswith("walkout_dead_letters_total{"))
 
 
+@pytest.mark.timeout(1800)  # ~40 s on a quiet machine; the limit only catches a hang
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_hostile_flood_never_stops_the_store(basic_dataset, mosquitto_url, database, request, tmp_path):
     print(f"fuzz seed {SEED} (WALKOUT_FUZZ_SEED={SEED} replays it)")

@@ -150,7 +150,9 @@ def test_camera_node_publishes_tracks_over_mqtt(
     assert (tmp_path / "cam-ceiling.seq").is_file()
 
 
-@pytest.mark.timeout(900)
+# About 2 minutes on a quiet machine; a CPU shared with another PyTorch process can make it ten
+# times that, so the limit only catches a hang.
+@pytest.mark.timeout(3000)
 def test_receipts_stay_exact_with_vision_tracks(
     basic_dataset: Path, mosquitto_url: str, tmp_path: Path
 ) -> None:
