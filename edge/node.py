@@ -5,6 +5,11 @@ drift, run the vectorized detector over all plates of the node, judge sensor hea
 to the on-disk spool, let the link publish the spool in order, and send a heartbeat when nothing
 else went out. The link's status topic is retained with an ``offline`` last will, and carries the
 health of every plate.
+
+No reading and no message stops the loop: impossible readings (infinite, beyond any load cell) are
+missing ones for everything but the health monitor (which reports them), and a message that cannot
+be built within the contract is dropped with its field and reason (logged, counted in
+``refused``), the node's status then shows a ``messages: degraded`` entry for ``REFUSED_DEGRADED_S``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from edge import contracts as c
 from edge.mqtt import make_client
@@ -28,14 +34,18 @@ from edge.node_config import (
     NodeConfigError,
     SimulatedSource,
 )
-from edge.signal_pipeline import weight_payload
+from edge.refusals import Refusals
+from edge.signal_pipeline import unpublishable, weight_payload
 from edge.spool import Spool, SpooledLink
 from edge.weight_detector import DetectedWeightChange, ShelfDetector, chain_neighbours
 from sensors.calibration import DriftTracker, ZeroTracker, apply_calibration
 from sensors.health import HealthMonitor
-from sensors.loadcell import PlateSource, SampleBatch, hold_missing
+from sensors.loadcell import PlateSource, SampleBatch, hold_missing, impossible_as_missing
 
 logger = logging.getLogger(__name__)
+
+REFUSED_DEGRADED_S = 60.0  # the status shows refused messages this long after the last one
+REFUSED_SENSOR = "messages"  # its key in the status' sensors map (present only while degraded)
 
 
 def open_source(cfg: NodeConfig) -> tuple[PlateSource, float, tuple[float, float] | None]:
@@ -151,6 +161,8 @@ class EdgeNode:
         )
         self.zero = ZeroTracker(len(plates))
         self.drift = DriftTracker(len(plates))
+        self.refused = Refusals(f"edge node {cfg.node_id}")
+        self._refusing = False  # the status currently says REFUSED_SENSOR: degraded
         assert cfg.spool.path is not None
         self.spool = Spool(cfg.spool.path, cfg.spool.max_messages)
         self.link = make_link(cfg, self.spool, self._status)
@@ -163,6 +175,8 @@ class EdgeNode:
 
     def _status(self, state: str) -> bytes:
         sensors = self.health.states() if state == "online" else {}
+        if state == "online" and self._refusing:
+            sensors[REFUSED_SENSOR] = "degraded"
         ts = time.time() if state == "online" else None
         return c.encode(
             c.NodeStatus(
@@ -196,7 +210,11 @@ class EdgeNode:
             self.close()
 
     def step(self, batch: SampleBatch) -> list[DetectedWeightChange]:
-        grams = apply_calibration(batch.values, self._cal)
+        calibrated = apply_calibration(batch.values, self._cal)
+        # The health monitor sees what the cells said (and reports an impossible reading as out of
+        # range); zero, drift, detector and samples treat it as missing, so it cannot poison them.
+        grams = impossible_as_missing(calibrated, c.MAX_RAW_GRAMS)
+        health = calibrated - self.zero.zero[:, None]
         idle = self.detector.idle_mask()
         grams = self.zero.correct(grams, idle & self._zero_on, batch.n / batch.rate_hz)
         changes = self.detector.push(batch.t0, grams)
@@ -204,25 +222,57 @@ class EdgeNode:
         for ch in changes:
             for plate, delta in zip(ch.plate_ids, ch.plate_deltas, strict=True):
                 self.drift.on_event(self.plate_ids.index(plate), delta)
-        for hc in self.health.update(batch.values, grams, batch.rate_hz, batch.fresh, drift):
+        for hc in self.health.update(batch.values, health, batch.rate_hz, batch.fresh, drift):
             log = logger.info if hc.new == "ok" else logger.warning
             log("plate %s: %s -> %s: %s", hc.plate, hc.old, hc.new, hc.reason)
             self.link.publish_status()
         for ch in changes:
-            gondola, shelf = self._where[ch.plate_ids[0]]
-            payload = weight_payload(ch, self.cfg.node_id, self.spool.next_seq(), gondola, shelf)
-            self.spool.append(self.topic("weight"), c.encode(c.WeightEvent.model_validate(payload)))
-            self.events.append(payload)
-            self._last_sent = batch.t_last
-            logger.info("weight %s %+.1f g on %s", shelf, ch.delta_g, ",".join(ch.plate_ids))
+            self._event(ch, batch.t_last)
         self.link.pump()
         if self.cfg.publish_samples:
             self._samples(batch, grams)
         elif batch.t_last - self._last_sent >= 0.75 * self.cfg.heartbeat_s and self.link.can_send_direct():
-            beat = c.Heartbeat(node_id=self.cfg.node_id, seq=self.spool.next_seq(), ts=batch.t_last)
-            if self.link.send_direct(self.topic("heartbeat"), c.encode(beat)):
+            beat = self._build("heartbeat", c.Heartbeat, seq=self.spool.next_seq(), ts=batch.t_last)
+            if beat is not None and self.link.send_direct(self.topic("heartbeat"), c.encode(beat)):
                 self._last_sent = batch.t_last
+        self._report_refusals()
         return changes
+
+    def _event(self, ch: DetectedWeightChange, t_last: float) -> None:
+        gondola, shelf = self._where[ch.plate_ids[0]]
+        why = unpublishable(ch)
+        if why is not None:
+            self.refused.add(f"weight event on {shelf}", *why)
+            return
+        try:
+            payload = weight_payload(ch, self.cfg.node_id, self.spool.next_seq(), gondola, shelf)
+        except ValidationError as exc:  # the last line of defence: skip this one, keep the node
+            self.refused.refuse(f"weight event on {shelf}", exc)
+            return
+        self.spool.append(self.topic("weight"), c.encode(c.WeightEvent.model_validate(payload)))
+        self.events.append(payload)
+        self._last_sent = t_last
+        logger.info("weight %s %+.1f g on %s", shelf, ch.delta_g, ",".join(ch.plate_ids))
+
+    def _build(self, kind: str, model: type[c.Message], **fields: Any) -> Any:
+        """``model(node_id=..., **fields)``, or None (logged, counted) when the contract refuses it."""
+        try:
+            return model(node_id=self.cfg.node_id, **fields)
+        except ValidationError as exc:
+            self.refused.refuse(f"{kind} message", exc)
+            return None
+
+    def _report_refusals(self) -> None:
+        refusing = self.refused.recent(REFUSED_DEGRADED_S)
+        if refusing != self._refusing:
+            self._refusing = refusing
+            if refusing:
+                logger.warning(
+                    "%s: messages refused; status says %s: degraded", self.cfg.node_id, REFUSED_SENSOR
+                )
+            else:
+                logger.info("%s: no message refused for %.0f s", self.cfg.node_id, REFUSED_DEGRADED_S)
+            self.link.publish_status()
 
     def _samples(self, batch: SampleBatch, grams: np.ndarray) -> None:
         filled = hold_missing(grams, self._last_values)
@@ -234,8 +284,9 @@ class EdgeNode:
         for shelf in self.cfg.shelves:
             rows = filled[start : start + len(shelf.plates)]
             start += len(shelf.plates)
-            msg = c.WeightSamples(
-                node_id=self.cfg.node_id,
+            msg = self._build(
+                "samples",
+                c.WeightSamples,
                 seq=self.spool.next_seq(),
                 ts=batch.t_last,
                 gondola_id=shelf.gondola_id,
@@ -245,6 +296,8 @@ class EdgeNode:
                 t0=batch.t0,
                 grams=np.round(rows, 2).tolist(),
             )
+            if msg is None:
+                continue
             if not (direct and self.link.send_direct(self.topic("samples"), c.encode(msg))):
                 self.spool.append(self.topic("samples"), c.encode(msg))
         self._last_sent = batch.t_last

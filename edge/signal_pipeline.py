@@ -6,6 +6,7 @@ samples through its own :class:`~edge.weight_detector.ShelfDetector`, exactly as
 would, and emits the events as that node would publish them: ``ts`` = the time of the batch at
 which the event was decided, sequence numbers continuing the node's numbering. While a node only
 sends samples, a heartbeat per batch keeps its watermark moving once the samples are dropped.
+A change that cannot be a contract-valid event is skipped with a logged reason (:func:`unpublishable`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from edge import contracts as c
 from edge.contracts import RecordedMessage
+from edge.refusals import Refusals
 from edge.weight_detector import DetectedWeightChange, DetectorParams, ShelfDetector
 from store_server.domain.layout import StoreLayout
 
@@ -35,10 +38,36 @@ class StreamMessage:
     payload: dict[str, Any]
 
 
+def unpublishable(change: DetectedWeightChange) -> tuple[str, str] | None:
+    """Why ``change`` cannot be published as a ``weight`` event, as (field, reason); None when it can.
+
+    The detector's inputs are cleaned, so this should never fire; when it does (a plate calibrated a
+    thousandfold wrong, a source's clock gone mad) the event is skipped, never sent half-true.
+    """
+    fields = {
+        "delta_g": change.delta_g,
+        "t_start": change.t_start,
+        "t_end": change.t_end,
+        "noise_g": change.noise_g,
+        "confidence": change.confidence,
+        "ts": change.decided_at,
+    }
+    for name, value in fields.items():
+        if not math.isfinite(value):
+            return name, f"{name} is {value}, not a number"
+    if abs(change.delta_g) > c.MAX_GRAMS:
+        return "delta_g", (
+            f"a change of {change.delta_g:.0f} g is beyond the contract's {c.MAX_GRAMS:.0f} g "
+            "(is the plate calibrated?)"
+        )
+    return None
+
+
 def weight_payload(
     change: DetectedWeightChange, node_id: str, seq: int, gondola_id: str, shelf_id: str
 ) -> dict[str, Any]:
-    """A contract-valid ``weight`` payload for one detected change."""
+    """A contract-valid ``weight`` payload for one detected change; raises pydantic's ValidationError
+    when it cannot be one (check :func:`unpublishable` first)."""
     ts = math.ceil(round(change.decided_at * 1000, 6)) / 1000  # rounded up: never before the batch
     t_end = min(round(change.t_end, 3), ts)
     event = c.WeightEvent(
@@ -73,6 +102,7 @@ def detect_stream(
     seqs: dict[str, int] = {}
     last_ts: dict[str, float] = {}
     passed: dict[str, int] = {}  # highest seq a node used before its first samples
+    refused = Refusals("weight detection")
 
     def emit(node: str, kind: str, ts: float, payload: dict[str, Any]) -> StreamMessage:
         payload["seq"] = seqs[node]
@@ -107,7 +137,16 @@ def detect_stream(
             yield emit(node, "samples", ts, dict(p))
         for change in changes:
             change = _at(change, ts)
-            yield emit(node, "weight", ts, weight_payload(change, node, 0, p["gondola_id"], p["shelf_id"]))
+            why = unpublishable(change)
+            if why is not None:
+                refused.add(f"weight event of {node}/{p['shelf_id']}", *why)
+                continue
+            try:
+                payload = weight_payload(change, node, 0, p["gondola_id"], p["shelf_id"])
+            except ValidationError as exc:
+                refused.refuse(f"weight event of {node}/{p['shelf_id']}", exc)
+                continue
+            yield emit(node, "weight", ts, payload)
         if not keep_samples and ts - last_ts.get(node, -1e18) >= HEARTBEAT_S - 1e-6:
             yield emit(
                 node,

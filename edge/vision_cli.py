@@ -161,4 +161,7 @@ def vision_command(
         raise typer.Exit(1) from None
     finally:
         publisher.close()
-    console.print(f"done: {counts['frames']} frames, {counts['messages']} messages")
+    console.print(
+        f"done: {counts['frames']} frames, {counts['messages']} messages, "
+        f"{counts.get('refused', 0)} refused, {counts.get('dropped', 0)} points dropped"
+    )

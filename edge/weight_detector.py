@@ -22,6 +22,10 @@ active together for ``merge_overlap_s``, and either
   does not shrink. This test does not need the motion to be strong: a smooth step merges.
 All rolling statistics are computed with numpy over plates x samples; Python only runs per
 transition (a handful per pick), never per sample. Noise is estimated per plate while stable.
+
+A missing reading (NaN: a dead HX711, a dropped conversion) and one no load cell can give (infinite,
+or beyond the contract's raw bound) hold the plate's previous value; until a plate's first reading
+it stands at that reading (no step from nothing), and noise is never learned from held values.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sensors.loadcell import hold_missing
+from edge.contracts import MAX_RAW_GRAMS
+from sensors.loadcell import hold_missing, impossible_as_missing
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ class ShelfDetector:
         self._buf = np.zeros((count, self._size))
         self._tbuf = np.zeros(self._size)
         self._count = 0
-        self._last = np.full(count, np.nan)
+        self._last = np.full(count, np.nan)  # NaN until a plate's first reading
+        self._clean = np.full(count, 1 << 40, dtype=np.int64)  # samples since the last missing one
         self._run = np.full(count, self._settle, dtype=np.int64)  # start as settled
         self._carry = self._run
         self._sigma = np.full(count, p.noise_g)
@@ -152,8 +158,17 @@ class ShelfDetector:
         n = x.shape[1]
         if n == 0:
             return []
+        x = impossible_as_missing(x, MAX_RAW_GRAMS)
+        real = ~np.isnan(x)
+        seen = real.any(axis=1)
+        never = np.isnan(self._last)
         x = hold_missing(x, self._last)
-        self._last = x[:, -1].copy()
+        first = never & seen
+        if first.any():  # a cell that came alive: it was at this weight all along, not at zero
+            self._buf[first, :] = x[first, :1]
+        self._last = np.where(never & ~seen, np.nan, x[:, -1])
+        last_missing = np.where(real, -1, np.arange(n)[None, :]).max(axis=1)
+        self._clean = np.where(last_missing >= 0, n - 1 - last_missing, np.minimum(self._clean + n, 1 << 40))
         a0 = self._count
         pos = (a0 + np.arange(n)) % self._size
         self._buf[:, pos] = x
@@ -161,7 +176,7 @@ class ShelfDetector:
         self._count += n
         quiet, std = self._quiet(a0, n)
         run = self._runs(quiet)
-        self._adapt_noise(quiet, std, x)
+        self._adapt_noise(quiet, std, x, real)
         busy = np.flatnonzero(~quiet.all(axis=1) | np.array([s is not None for s in self._active]))
         for p in busy:
             self._transitions(int(p), a0, quiet[p], run[p])
@@ -198,15 +213,20 @@ class ShelfDetector:
         self._run = run[:, -1].copy()
         return run
 
-    def _adapt_noise(self, quiet: np.ndarray, std: np.ndarray, x: np.ndarray) -> None:
+    def _adapt_noise(self, quiet: np.ndarray, std: np.ndarray, x: np.ndarray, real: np.ndarray) -> None:
+        # Held values are flat: learning from them would shrink a dead plate's noise until its real
+        # noise, once it is back, looks like a hand on the shelf for ever.
         self._batches += 1
         if self._batches * x.shape[1] <= self.rate_hz:  # first second: robust estimate from differences
-            d = np.abs(np.diff(x, axis=1))
-            if d.shape[1]:
-                est = np.median(d, axis=1) / (0.6745 * math.sqrt(2.0))
-                self._sigma = np.maximum(0.5 * self._sigma + 0.5 * est, 0.05)
+            both = real[:, 1:] & real[:, :-1]
+            has = both.any(axis=1)
+            if has.any():
+                d = np.where(both[has], np.abs(np.diff(x[has], axis=1)), np.nan)
+                est = np.nanmedian(d, axis=1) / (0.6745 * math.sqrt(2.0))
+                self._sigma[has] = np.maximum(0.5 * self._sigma[has] + 0.5 * est, 0.05)
             return
-        calm = quiet.all(axis=1) & np.array([s is None for s in self._active])
+        clean = self._clean >= x.shape[1] + self._hist  # no held value in any window of this batch
+        calm = quiet.all(axis=1) & np.array([s is None for s in self._active]) & clean
         if calm.any():
             obs = std[calm].mean(axis=1) / 0.98
             self._sigma[calm] += self.params.noise_adapt * (obs - self._sigma[calm])

@@ -86,3 +86,12 @@ def hold_missing(values: np.ndarray, last: np.ndarray) -> np.ndarray:
     first = x[np.arange(x.shape[0]), np.argmax(~missing, axis=1)]  # NaN when all are missing
     prev = np.where(np.isnan(last), np.nan_to_num(first), last)
     return np.where(idx < 0, prev[:, None], filled)
+
+
+def impossible_as_missing(values: np.ndarray, limit: float) -> np.ndarray:
+    """A copy with every reading no load cell can give (infinite, or beyond ``limit`` either way: a
+    corrupted recording, an overflowing conversion) turned into a missing one (NaN)."""
+    x = np.array(values, dtype=np.float64, copy=True)
+    with np.errstate(invalid="ignore"):
+        x[~(np.abs(x) <= limit)] = np.nan  # NaN compares False: stays missing
+    return x

@@ -47,6 +47,8 @@ class FloorMapper:
     @classmethod
     def from_camera(cls, camera: Camera, anchor: Anchor | None = None) -> FloorMapper:
         h = np.asarray(camera.homography, dtype=np.float64)
+        if not np.isfinite(h).all():  # NaN passes the determinant test below and maps every box to NaN
+            raise ValueError(f"camera {camera.id}: the homography holds a non-number; re-calibrate it")
         if abs(np.linalg.det(h)) < 1e-12:
             raise ValueError(f"camera {camera.id}: the homography is singular; re-calibrate the camera")
         default: Anchor = "center" if camera.kind == "ceiling" else "bottom"

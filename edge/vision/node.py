@@ -6,22 +6,37 @@ the store server needs), a ShopperTracks message every ``1 / publish_hz`` second
 empty one when nobody is in view: it doubles as the node's heartbeat) and an ItemDetections message
 when products are seen. ``ts`` is the frame's timestamp; ``seq`` counts up per node and survives
 restarts (leased in blocks from a file, so a crash skips numbers but never reuses one).
+
+No frame stops a camera: a frame whose time is not a time is dropped, and a frame's messages that
+the contract still refuses are logged with the field and reason and skipped (their ``seq`` numbers
+stay unused). ``counts`` reports both (``refused``) and the points the pipelines dropped (``dropped``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.contracts import Heartbeat, encode, topic_for
+from pydantic import ValidationError
+
+from edge.contracts import MAX_EPOCH_S, Heartbeat, encode, topic_for
+from edge.refusals import Refusals
 from edge.vision.config import CameraSourceConfig, VisionConfig
 from edge.vision.detector import Detector, YoloDetector
 from edge.vision.geometry import FloorMapper
-from edge.vision.pipeline import DETECT_CONF, CameraPipeline, FrameResult, SharedFloor, to_messages
+from edge.vision.pipeline import (
+    DETECT_CONF,
+    CameraPipeline,
+    FrameResult,
+    SharedFloor,
+    message_count,
+    to_messages,
+)
 from sensors.camera import StreamSource, open_source
 
 logger = logging.getLogger(__name__)
@@ -102,6 +117,7 @@ def _run_one(
     stop: threading.Event,
     counts: dict[str, int],
     on_result: Callable[[str, FrameResult], None] | None,
+    refused: Refusals,
 ) -> None:
     period = 1.0 / config.publish_hz
     detect_every = period / 2
@@ -143,6 +159,10 @@ def _run_one(
         for frame in source.frames():
             if stop.is_set():
                 break
+            if not (math.isfinite(frame.ts) and 0 <= frame.ts <= MAX_EPOCH_S):
+                # before it touches the pacing below: one such frame would hold every later one back
+                refused.add(f"frame of {cfg.camera_id}", "ts", f"{frame.ts!r} is not a UTC epoch time")
+                continue
             if frame.ts - last_detect < detect_every - 1e-6:
                 continue
             last_detect = frame.ts
@@ -154,7 +174,13 @@ def _run_one(
                 frame.ts + period - 1e-6 if next_publish < frame.ts - period else next_publish + period
             )
             with seq.publish_lock:
-                emit(to_messages(result, pipe.camera_id, node_id, seq.take(2 if result.items else 1)))
+                first = seq.take(message_count(result))
+                try:
+                    msgs = to_messages(result, pipe.camera_id, node_id, first)
+                except ValidationError as exc:  # the last line of defence: this frame only
+                    refused.refuse(f"messages of {pipe.camera_id}", exc)
+                else:
+                    emit(msgs)
             if on_result:
                 on_result(pipe.camera_id, result)
     finally:
@@ -169,7 +195,8 @@ def run_camera_pipeline(
     on_result: Callable[[str, FrameResult], None] | None = None,
     detector_factory: Callable[[], Detector] | None = None,
 ) -> dict[str, int]:
-    """Run every configured camera until its source ends or ``stop`` is set; return the counts.
+    """Run every configured camera until its source ends or ``stop`` is set; return the counts
+    (``frames``, ``messages``, ``refused`` frames and messages, ``dropped`` points).
 
     ``publisher`` is an ``edge.publisher.Publisher`` (connected) or anything with ``publish_raw``.
     A camera whose source fails stops that camera only; the error is logged and re-raised at the end.
@@ -179,10 +206,13 @@ def run_camera_pipeline(
     seqs: dict[str, SeqCounter] = {}
     errors: list[BaseException] = []
     threads = []
+    refused = Refusals("camera node")
+    pipes: list[CameraPipeline] = []
     for cfg in config.cameras:
         node = node_of(cfg, config)
         seq = seqs.setdefault(node, SeqCounter(config.state_dir, node))
         pipe = build_pipeline(config, cfg, shared, detector_factory() if detector_factory else None)
+        pipes.append(pipe)
 
         def work(
             cfg: CameraSourceConfig = cfg,
@@ -191,7 +221,7 @@ def run_camera_pipeline(
             node: str = node,
         ) -> None:
             try:
-                _run_one(config, cfg, pipe, publisher, seq, node, stop, counts, on_result)
+                _run_one(config, cfg, pipe, publisher, seq, node, stop, counts, on_result, refused)
             except BaseException as exc:  # noqa: BLE001 - reported to the caller below
                 logger.error("camera %s stopped: %s", cfg.camera_id, exc)
                 errors.append(exc)
@@ -201,6 +231,8 @@ def run_camera_pipeline(
         threads.append(th)
     for th in threads:
         th.join()
+    counts["refused"] = refused.total
+    counts["dropped"] = sum(p.dropped.total for p in pipes)
     flush = getattr(publisher, "flush", None)
     if callable(flush):
         flush()

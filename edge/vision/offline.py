@@ -17,11 +17,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.contracts import DEFAULT_PREFIX, ShopperTracks, topic_for
+from edge.contracts import DEFAULT_PREFIX, topic_for
 from edge.vision._ultra import DEFAULT_WEIGHTS
 from edge.vision.detector import Backend, Detector, YoloDetector
 from edge.vision.geometry import FloorMapper
-from edge.vision.pipeline import DETECT_CONF, CameraPipeline
+from edge.vision.pipeline import DETECT_CONF, CameraPipeline, tracks_messages
 from store_server.domain.layout import StoreLayout
 
 MATCH_M = 1.0  # a track this far from a person is not theirs
@@ -50,8 +50,9 @@ def vision_tracks_for_dataset(
 ) -> list[Any]:
     """ShopperTracks of ``camera_id`` from the video, as dataset messages (``sim_data.dataset.SimMessage``).
 
-    One message per ``1 / publish_hz`` s of frame time, ``seq`` from 0; frames are detected at up
-    to twice that rate. ``timestamps`` are the frames' epoch times (the video's ``.json`` sidecar).
+    One message per ``1 / publish_hz`` s of frame time (several when more than MAX_TRACKS people are
+    in view), ``seq`` from 0; frames are detected at up to twice that rate. ``timestamps`` are the
+    frames' epoch times (the video's ``.json`` sidecar).
     """
     from sim_data.dataset import SimMessage
 
@@ -75,14 +76,12 @@ def vision_tracks_for_dataset(
             result = pipe.process(image, ts)
             if ts + 1e-6 >= next_publish:
                 next_publish = ts + period - 1e-6 if next_publish < ts - period else next_publish + period
-                msg = ShopperTracks(
-                    node_id=node_id, seq=len(out), ts=round(ts, 3), camera_id=cam.id, tracks=result.tracks
-                )
-                out.append(
-                    SimMessage(
-                        msg.ts, topic_for(msg, layout.store_id, prefix), json.loads(msg.model_dump_json())
+                for msg in tracks_messages(result.tracks, cam.id, node_id, len(out), round(ts, 3)):
+                    out.append(
+                        SimMessage(
+                            msg.ts, topic_for(msg, layout.store_id, prefix), json.loads(msg.model_dump_json())
+                        )
                     )
-                )
             if progress and (i % 50 == 0 or i == len(timestamps) - 1):
                 progress(i + 1, len(timestamps))
     finally:

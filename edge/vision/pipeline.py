@@ -5,18 +5,33 @@ homography puts both on the floor. A product box inside or beside a tracked pers
 person's hands; otherwise the nearest shopper on the floor within ``hand_reach_m`` (from any camera
 of this node, e.g. a shelf camera's product next to a ceiling camera's shopper) gets it. Track ids
 are prefixed with the camera id so several cameras never collide.
+
+A point the contract cannot carry (a floor position that is not a number or is absurdly far, from a
+degenerate homography or a box on its horizon; a label with a control character) is dropped, with
+the field and reason in ``dropped``; a frame with more people or products than one message may hold
+goes out as several messages with the same ``ts`` (the store server reads positions, not a roll call).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from edge.contracts import ItemDetection, ItemDetections, ShopperTracks, TrackPoint
+from edge.contracts import (
+    MAX_DETECTIONS,
+    MAX_TRACKS,
+    ItemDetection,
+    ItemDetections,
+    ShopperTracks,
+    TrackPoint,
+)
+from edge.refusals import Refusals
 from edge.vision.detector import Detections, Detector
-from edge.vision.geometry import FloorMapper
+from edge.vision.geometry import Anchor, FloorMapper
 from edge.vision.tracker import ShopperTracker, Tracked
 
 HAND_BOX_GROW = 0.5  # a product within half a person box's size of it is in their hands
@@ -92,6 +107,7 @@ class CameraPipeline:
         self.item_conf = item_conf
         self.shared = shared or SharedFloor()
         self.frames = 0
+        self.dropped = Refusals(f"camera {camera_id}")
 
     def track_id(self, raw: int) -> str:
         return f"{self.camera_id}:t{raw}"
@@ -107,38 +123,57 @@ class CameraPipeline:
         tracks: list[TrackPoint] = []
         boxes: dict[str, tuple[float, float, float, float]] = {}
         if tracked:
-            floor = self.mapper.boxes_to_floor(np.array([t.xyxy for t in tracked]), size)
+            floor = self._floor(np.array([t.xyxy for t in tracked]), size)
             for t, (x, y) in zip(tracked, floor, strict=True):
                 tid = self.track_id(t.track_id)
-                boxes[tid] = t.xyxy
-                tracks.append(
-                    TrackPoint(
+                try:
+                    point = TrackPoint(
                         track_id=tid,
                         x_m=round(float(x), 3),
                         y_m=round(float(y), 3),
                         confidence=round(min(1.0, max(0.0, t.score)), 3),
                     )
-                )
+                except ValidationError as exc:  # nowhere on the floor: not a position to publish
+                    self.dropped.refuse("track point", exc)
+                    continue
+                boxes[tid] = t.xyxy
+                tracks.append(point)
         self.shared.update(ts, tracks)
         products = dets.not_class(self.person_class)
         products = products[products.conf >= self.item_conf]
         items: list[ItemDetection] = []
         if len(products):
-            floor = self.mapper.boxes_to_floor(products.xyxy, size, anchor="center")
+            floor = self._floor(products.xyxy, size, anchor="center")
             for i in range(len(products)):
                 x, y = float(floor[i, 0]), float(floor[i, 1])
                 owner = self._owner(products.xyxy[i], boxes, ts, x, y)
                 label = products.label(i)
-                items.append(
-                    ItemDetection(
+                try:
+                    item = ItemDetection(
                         label=self.labels.get(label, label),
                         confidence=round(float(products.conf[i]), 3),
                         x_m=round(x, 3),
                         y_m=round(y, 3),
                         track_id=owner,
                     )
-                )
+                except ValidationError as exc:
+                    self.dropped.refuse("item detection", exc)
+                    continue
+                items.append(item)
         return FrameResult(ts, tracks, items, boxes)
+
+    def _floor(self, xyxy: np.ndarray, size: tuple[int, int], anchor: Anchor | None = None) -> np.ndarray:
+        """Floor positions of the boxes; NaN for a box whose point lies on the homography's horizon."""
+        try:
+            return self.mapper.boxes_to_floor(xyxy, size, anchor)
+        except ValueError:  # one point maps to infinity: map the others one by one
+            out = np.full((len(xyxy), 2), np.nan)
+            for i in range(len(xyxy)):
+                try:
+                    out[i] = self.mapper.boxes_to_floor(xyxy[i : i + 1], size, anchor)[0]
+                except ValueError:
+                    continue
+            return out
 
     def _owner(
         self,
@@ -154,18 +189,38 @@ class CameraPipeline:
         return self.shared.nearest(ts, x, y, self.hand_reach_m)
 
 
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def message_count(result: FrameResult) -> int:
+    """How many messages (and sequence numbers) :func:`to_messages` makes of ``result``."""
+    return max(1, len(_chunks(result.tracks, MAX_TRACKS))) + len(_chunks(result.items, MAX_DETECTIONS))
+
+
+def tracks_messages(
+    tracks: list[TrackPoint], camera_id: str, node_id: str, seq: int, ts: float
+) -> list[ShopperTracks]:
+    """One frame's tracks, at most MAX_TRACKS per message (always one: an empty list is news too)."""
+    return [
+        ShopperTracks(node_id=node_id, seq=seq + i, ts=ts, camera_id=camera_id, tracks=part)
+        for i, part in enumerate(_chunks(tracks, MAX_TRACKS) or [[]])
+    ]
+
+
 def to_messages(
     result: FrameResult, camera_id: str, node_id: str, seq: int
 ) -> list[ShopperTracks | ItemDetections]:
-    """The contract messages of one published frame: tracks always (an empty list is news too), item
-    detections when there are any. ``seq`` is the first sequence number to use."""
+    """The contract messages of one published frame: tracks always, item detections when there are
+    any, each split to fit the contract. ``seq`` is the first of :func:`message_count` numbers to use.
+    Raises pydantic's ValidationError when the frame itself does not fit (e.g. its ``ts``)."""
     out: list[ShopperTracks | ItemDetections] = [
-        ShopperTracks(node_id=node_id, seq=seq, ts=result.ts, camera_id=camera_id, tracks=result.tracks)
+        *tracks_messages(result.tracks, camera_id, node_id, seq, result.ts)
     ]
-    if result.items:
+    for part in _chunks(result.items, MAX_DETECTIONS):
         out.append(
             ItemDetections(
-                node_id=node_id, seq=seq + 1, ts=result.ts, camera_id=camera_id, detections=result.items
+                node_id=node_id, seq=seq + len(out), ts=result.ts, camera_id=camera_id, detections=part
             )
         )
     return out
