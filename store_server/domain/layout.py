@@ -20,7 +20,8 @@ Metres = Annotated[float, Field(ge=0, le=1000)]
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A NaN in a layout (a homography, a plate position) would only fail later, far from its cause.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Product(_Config):

@@ -298,3 +298,16 @@ def test_the_example_in_store_config_doc_loads_without_warnings(tmp_path: Path) 
     ok, report = check_store_file(write(tmp_path, match.group(1)))
     assert ok, report
     assert "no warnings" in report
+
+
+def test_a_nan_in_a_camera_homography_is_an_error_naming_the_key(tmp_path):
+    """A NaN would pass the layout and only fail on the edge, far from its cause."""
+    from store_server.settings import DEFAULT_STORE
+
+    data = yaml.safe_load(DEFAULT_STORE.read_text())
+    data["cameras"][0]["homography"][0][0] = float("nan")
+    path = tmp_path / "store.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(LayoutError) as error:
+        load_layout(path)
+    assert "homography" in str(error.value)
