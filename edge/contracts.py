@@ -33,7 +33,8 @@ from pydantic_core import PydanticCustomError
 
 from edge.bounded_json import JsonRefused, loads_bounded
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # what this side publishes
+SUPPORTED_VERSIONS: Final = (1, 2)  # v2: weight events carry per-plate deltas and the shelf total
 DEFAULT_PREFIX = "walkout"
 
 Feature = Literal["weight", "samples", "tracks", "detections", "gate", "heartbeat", "status"]
@@ -83,7 +84,7 @@ class _Strict(BaseModel):
 class Message(_Strict):
     """Fields every sequenced message carries."""
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1, 2] = SCHEMA_VERSION
     node_id: NodeId
     seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
     ts: EpochSeconds
@@ -94,7 +95,15 @@ class Message(_Strict):
 
 
 class WeightEvent(Message):
-    """A settled change of weight on one shelf (negative: taken, positive: put on)."""
+    """A settled change of weight on one shelf (negative: taken, positive: put on): one interaction.
+
+    v2: one hand on the shelf is one event, whatever number of plates it moved. ``plate_ids`` are the
+    plates whose level changed, ``plate_deltas_g`` their changes in the same order (coupling included:
+    a pick from one plate shows on its neighbours too), ``shelf_delta_g`` the change of the whole shelf
+    (every plate, also those below the detector's per-plate threshold), which mechanical coupling
+    conserves; ``delta_g`` is the node's best estimate of the interaction's weight (the shelf total
+    when it has one). v1 events have neither list nor total.
+    """
 
     kind: Literal["weight"] = "weight"
     gondola_id: Identifier
@@ -105,14 +114,30 @@ class WeightEvent(Message):
     t_end: EpochSeconds
     noise_g: Annotated[float, Field(ge=0, le=MAX_GRAMS)] = 0.0
     confidence: Confidence = 1.0
+    plate_deltas_g: Annotated[list[Grams], Field(max_length=MAX_PLATES)] | None = None
+    shelf_delta_g: Grams | None = None
 
     @model_validator(mode="after")
     def _times_ordered(self) -> WeightEvent:
+        if self.plate_deltas_g is not None and len(self.plate_deltas_g) != len(self.plate_ids):
+            raise _field_error("plate_deltas_g", "plate_deltas_g needs one change per plate in plate_ids")
+        if len(set(self.plate_ids)) != len(self.plate_ids):
+            raise _field_error("plate_ids", "plate_ids must not repeat a plate")
+        return self._check_times()
+
+    def _check_times(self) -> WeightEvent:
         if self.t_end < self.t_start:
             raise _field_error("t_end", "t_end must not be before t_start")
         if self.ts < self.t_end:
             raise _field_error("ts", "ts (publish time) must not be before t_end")
         return self
+
+    @property
+    def plate_changes(self) -> dict[str, float]:
+        """Each plate's change; a v1 event (no per-plate list) spreads ``delta_g`` evenly."""
+        if self.plate_deltas_g is not None:
+            return dict(zip(self.plate_ids, self.plate_deltas_g, strict=True))
+        return {p: self.delta_g / len(self.plate_ids) for p in self.plate_ids}
 
 
 class TrackPoint(_Strict):
@@ -199,7 +224,7 @@ class Heartbeat(Message):
 class NodeStatus(_Strict):
     """Retained availability of a node; the offline form is the node's MQTT last will."""
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1, 2] = SCHEMA_VERSION
     kind: Literal["status"] = "status"
     node_id: NodeId
     state: Literal["online", "offline"]
@@ -310,10 +335,11 @@ def parse(topic_name: str, payload: bytes | str, prefix: str = DEFAULT_PREFIX) -
     if not isinstance(data, dict):
         raise ContractError("payload must be a JSON object", "payload", topic_name)
     version = data.get("v")
-    if version != SCHEMA_VERSION or type(version) is not int:
+    if version not in SUPPORTED_VERSIONS or type(version) is not int:
         shown = repr(version)[:40]
+        spoken = ", ".join(f"v{v}" for v in SUPPORTED_VERSIONS)
         raise ContractError(
-            f"schema version {shown} is not supported (this server speaks v{SCHEMA_VERSION})",
+            f"schema version {shown} is not supported (this server speaks {spoken})",
             "v",
             topic_name,
         )

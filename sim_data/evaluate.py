@@ -58,7 +58,7 @@ def problems_of(truth: dict[str, int], charged: dict[str, int]) -> list[dict[str
     return out
 
 
-def _session_of_event(event: dict[str, Any], sessions: list[dict[str, Any]]) -> dict[str, Any] | None:
+def session_of_event(event: dict[str, Any], sessions: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The truth session whose shopper made ``event``: one of its tracks, in the store at that time."""
     track = event.get("track_id")
     if track is None:
@@ -164,7 +164,7 @@ def per_event_type(
         mine = [e for e in events if e.get("kind") == kind]
         correct = unattributed = 0
         for event in mine:
-            session = _session_of_event(event, truth_sessions)
+            session = session_of_event(event, truth_sessions)
             if session is None:
                 unattributed += 1
                 continue

@@ -18,6 +18,7 @@ from typing import Any
 from edge.mqtt import parse_broker_url
 from edge.publisher import Publisher
 from sim_data.dataset import Dataset, DatasetError
+from sim_data.decisions import RunDecisions, collect, explain_misses, review_figures, vanished_events
 from sim_data.entry_signing import EntrySigner
 from sim_data.evaluate import evaluate, scenario_of
 from sim_data.replay import replay
@@ -186,10 +187,14 @@ class StoreUnderTest:
         return done
 
     def metrics(self) -> dict[str, Any]:
+        return self.metrics_and_decisions()[0]
+
+    def metrics_and_decisions(self) -> tuple[dict[str, Any], RunDecisions]:
+        """Accuracy, review load and, for every wrong line, why; plus every weight decision of the run."""
         predicted = charged_items(self.server, self.truth_sessions)
         latencies = self.server.processor.latencies_s
         truth = self.dataset.ground_truth
-        return evaluate(
+        metrics = evaluate(
             self.dataset.path.name,
             self.truth_sessions,
             predicted,
@@ -197,6 +202,12 @@ class StoreUnderTest:
             events=truth.get("events", []),
             scenario=scenario_of(self.dataset.manifest, truth),
         )
+        decisions = collect(self.server)
+        layout = self.dataset.layout
+        metrics.update(review_figures(decisions, len(self.truth_sessions)))
+        metrics["vanished_events"] = vanished_events(decisions, truth.get("events", []), layout)
+        metrics["explanations"] = explain_misses(decisions, metrics, truth, layout)
+        return metrics, decisions
 
 
 def run_dataset(
@@ -208,10 +219,23 @@ def run_dataset(
     progress: Progress | None = None,
     vision: bool = False,
 ) -> dict[str, Any]:
+    return run_dataset_with_decisions(path, broker_url, database_url, speed, timeout_s, progress, vision)[0]
+
+
+def run_dataset_with_decisions(
+    path: Path,
+    broker_url: str | None = None,
+    database_url: str | None = None,
+    speed: float | None = None,
+    timeout_s: float = 120.0,
+    progress: Progress | None = None,
+    vision: bool = False,
+) -> tuple[dict[str, Any], RunDecisions]:
+    """:func:`run_dataset`, also returning every weight decision (for the report's plots)."""
     dataset = Dataset.open(path)
     with StoreUnderTest(dataset, broker_url, database_url) as store:
         total = int(dataset.manifest.get("message_count", 0))
         store.publish(edge_messages(dataset, vision), speed, progress, total)
         store.publisher.flush()
         store.wait_for_exits(timeout_s, progress)
-        return store.metrics()
+        return store.metrics_and_decisions()

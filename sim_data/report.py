@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sim_data.dataset import Dataset
+from sim_data.decisions import RunDecisions
 from sim_data.evaluate import EVENT_KINDS, item_scores
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,23 @@ def _latency_plot(latencies_ms: list[float]) -> _Plot:
     )
 
 
-def _weight_plot(dataset: Dataset, index: int) -> _Plot | None:
-    """Weight events over time per gondola: what the dataset carries vs the ground truth."""
+def _detected(
+    dataset: Dataset, metrics: dict[str, Any], decisions: RunDecisions
+) -> dict[str, list[tuple[float, bool]]]:
+    """The run's detected weight events per gondola: (t_end since t0, wrong?). Wrong: behind a wrong
+    receipt line (listed in an explanation) or decided nothing."""
+    t0 = float(dataset.manifest.get("t0") or 0.0)
+    blamed = {d["event_id"] for x in metrics.get("explanations", []) for d in x.get("detected_events", [])}
+    out: dict[str, list[tuple[float, bool]]] = {}
+    for e in decisions.events:
+        out.setdefault(e.gondola_id, []).append((e.t_end - t0, e.msg_id in blamed or not e.decided))
+    return out
+
+
+def _weight_plot(
+    dataset: Dataset, index: int, detected: dict[str, list[tuple[float, bool]]] | None = None
+) -> _Plot | None:
+    """Weight events over time per gondola: what the dataset carries (or the run detected) vs the truth."""
     layout = dataset.layout
     t0 = float(dataset.manifest.get("t0") or 0.0)
     seen: dict[str, list[tuple[float, float]]] = {}
@@ -165,7 +181,7 @@ def _weight_plot(dataset: Dataset, index: int) -> _Plot | None:
         delta = sign * float(e.get("quantity", 1)) * product.unit_weight_g
         truth.setdefault(info.gondola_id, []).append((float(e["t_end"]) - t0, delta, str(e.get("kind"))))
     if samples:
-        return _trace_plot(dataset, index, samples, seen, truth)
+        return _trace_plot(dataset, index, samples, seen, detected or {})
     gondolas = sorted(seen.keys() | truth.keys())
     if not gondolas:
         return None
@@ -234,7 +250,7 @@ def _trace_plot(
     index: int,
     samples: dict[str, dict[float, float]],
     seen: dict[str, list[tuple[float, float]]],
-    truth: dict[str, list[tuple[float, float, str]]],
+    detected: dict[str, list[tuple[float, bool]]],
 ) -> _Plot:
     """Raw load-cell traces (signal fidelity): each gondola's total weight, true events shaded."""
     t0 = float(dataset.manifest.get("t0") or 0.0)
@@ -264,6 +280,14 @@ def _trace_plot(
             )
         for t, _delta in seen.get(g, []):
             ax.axvline(t, color="#2b6cb0", linestyle="--", linewidth=1.0, label="weight event in dataset")
+        for t, wrong in detected.get(g, []):
+            ax.axvline(
+                t,
+                color="#c53030" if wrong else "#2b6cb0",
+                linestyle="-" if wrong else "--",
+                linewidth=1.2 if wrong else 0.8,
+                label="detected event behind a wrong line, or undecided" if wrong else "detected event",
+            )
         ax.set_ylabel(f"{g}\nΔ g", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.25)
@@ -279,8 +303,9 @@ def _trace_plot(
         f"weight-{index}",
         f"Weight traces: {name}",
         'Raw load-cell samples of the dataset (fidelity "signal"), summed per gondola and drawn '
-        "relative to the first reading. Shaded: the true events of the ground truth; dashed lines: weight "
-        "events the dataset carries, if any (events detected by an edge pipeline are not plotted yet).",
+        "relative to the first reading. Shaded: the true events of the ground truth; dashed blue lines: "
+        "weight events the edge detector published in this run (at their t_end); solid red: those behind a "
+        "wrong receipt line, or that decided nothing.",
         _png(fig),
     )
 
@@ -390,11 +415,49 @@ def _worst_table(metrics_list: list[dict[str, Any]]) -> _Table:
     )
 
 
+def _why_table(metrics_list: list[dict[str, Any]]) -> _Table:
+    """Every wrong or missing line with the events behind it and why the decision went as it did."""
+    rows = []
+    for m in metrics_list:
+        for x in m.get("explanations", []):
+            events = []
+            for d in x.get("detected_events", []):
+                plates = ", ".join(f"{p} {g:+.0f}" for p, g in d["plates"].items())
+                decided = "; ".join(
+                    f"{c['session']} {c['quantity']:+d}×{c['sku']} ({c['evidence']}, {c['confidence']:.2f})"
+                    for c in d["cart_changes"]
+                ) or "; ".join(f"review {r['kind']}" for r in d["review_items"]) or "nothing"
+                cands = ", ".join(
+                    f"{c.get('sku')}×{c.get('quantity', 1)} {c.get('score', c.get('likelihood', ''))}"
+                    for c in d.get("candidates", [])[:3]
+                )
+                events.append(
+                    f"{d['t_start']:.1f}-{d['t_end']:.1f} s {d['delta_g']:+.0f} g [{plates}] → {decided}"
+                    + (f" (candidates: {cands})" if cands else "")
+                )
+            truth = "; ".join(
+                f"{e['kind']} {e['quantity']}×{e['sku']} {e['t_start']:.1f}-{e['t_end']:.1f} s "
+                f"{','.join(e.get('plates') or [])}" + ("" if e.get("observable", True) else " (dead plate)")
+                for e in x.get("true_events", [])
+            )
+            line = f"{x['problem']} {x['sku']} (truth {x['truth']}, charged {x['charged']})"
+            detail = " | ".join(events) or "–"
+            rows.append([str(m.get("dataset", "?")), x["session"], line, truth or "–", detail, x["why"]])
+    return _Table(
+        "Why each wrong line went wrong",
+        ["dataset", "session", "line", "true events", "detected events → decision", "why"],
+        rows,
+        f"{len(rows)} wrong or missing lines explained." if rows else "No wrong or missing line.",
+    )
+
+
 # --- output ----------------------------------------------------------------------------------------
 
 
 def _collect(
-    metrics_list: list[dict[str, Any]], datasets: list[Dataset] | None
+    metrics_list: list[dict[str, Any]],
+    datasets: list[Dataset] | None,
+    decisions: list[RunDecisions] | None = None,
 ) -> tuple[list[_Plot], list[_Table], list[str]]:
     plots: list[_Plot] = []
     notes: list[str] = []
@@ -410,17 +473,28 @@ def _collect(
             "latency; `walkout run --report` measures it)."
         )
     for i, ds in enumerate((datasets or [])[:MAX_TRACE_DATASETS]):
-        plot = _weight_plot(ds, i)
+        runs = decisions or []
+        has_run = i < len(runs) and i < len(metrics_list)
+        detected = _detected(ds, metrics_list[i], runs[i]) if has_run else None
+        plot = _weight_plot(ds, i, detected)
         if plot:
             plots.append(plot)
         else:
             notes.append(f"{ds.path.name}: no weight events to plot.")
-    tables = [_summary_table(metrics_list), _event_table(metrics_list), _worst_table(metrics_list)]
+    tables = [
+        _summary_table(metrics_list),
+        _event_table(metrics_list),
+        _worst_table(metrics_list),
+        _why_table(metrics_list),
+    ]
     return plots, tables, notes
 
 
 def write_report(
-    metrics_list: list[dict[str, Any]], out: Path, datasets: list[Dataset] | None = None
+    metrics_list: list[dict[str, Any]],
+    out: Path,
+    datasets: list[Dataset] | None = None,
+    decisions: list[RunDecisions] | None = None,
 ) -> Path:
     """Write the report to ``out``: ``.html`` one self-contained file, ``.md`` Markdown + PNGs beside it."""
     out = Path(out)
@@ -429,7 +503,7 @@ def write_report(
         raise ValueError(f"report {out}: the file name must end in .html or .md")
     if not metrics_list:
         raise ValueError("nothing to report: no metrics")
-    plots, tables, notes = _collect(metrics_list, datasets)
+    plots, tables, notes = _collect(metrics_list, datasets, decisions)
     out.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     names = ", ".join(str(m.get("dataset", "?")) for m in metrics_list)

@@ -365,13 +365,13 @@ def run(
         _fail(f"--report {report}: name the report OUT.html or OUT.md")
     _logging(verbose)
     from sim_data.dataset import DatasetError
-    from sim_data.pipeline import run_dataset
+    from sim_data.pipeline import run_dataset_with_decisions
 
     broker = broker or Settings().mqtt_url
     bar, update = _progress()
     try:
         with bar:
-            metrics = run_dataset(
+            metrics, decisions = run_dataset_with_decisions(
                 dataset, broker, database_url, speed, timeout, progress=update, vision=vision
             )
     except (DatasetError, ConnectionError) as exc:
@@ -380,7 +380,7 @@ def run(
         from sim_data.dataset import Dataset
         from sim_data.report import write_report
 
-        write_report([metrics], report, [Dataset.open(dataset)])
+        write_report([metrics], report, [Dataset.open(dataset)], [decisions])
         console.print(f"report written to {report}")
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
@@ -396,8 +396,13 @@ def run(
         f"(tp {items['tp']}, fp {items['fp']}, fn {items['fn']})"
     )
     print(f"receipt latency: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms")
-    for miss in metrics.get("mismatches", [])[:10]:
-        print(f"  {miss['session']}: truth {miss['truth']} charged {miss['charged']}")
+    print(
+        f"review items: {metrics['review_items']} ({metrics['review_items_per_visit']:.2f} per visit), "
+        f"unexplained weight events {metrics['unexplained_events']}, "
+        f"true events that left no trace {metrics['vanished_events']}"
+    )
+    for miss in metrics.get("explanations", [])[:10]:
+        print(f"  {miss['session']} {miss['sku']}: {miss['why']}")
 
 
 @app.command()

@@ -130,7 +130,7 @@ def test_msg_id_is_node_and_seq() -> None:
 
 def test_encode_carries_version_and_kind() -> None:
     data = json.loads(encode(MESSAGES["weight"]))
-    assert data["v"] == SCHEMA_VERSION == 1
+    assert data["v"] == SCHEMA_VERSION == 2
     assert data["kind"] == "weight"
 
 
@@ -189,7 +189,16 @@ MALFORMED = [
     pytest.param(WEIGHT_TOPIC, b"\xff\xfe\x00", "payload", id="not-utf8"),
     pytest.param(WEIGHT_TOPIC, json.dumps([1, 2, 3]), "payload", id="non-object"),
     pytest.param(WEIGHT_TOPIC, json.dumps("weight"), "payload", id="json-string"),
-    pytest.param(WEIGHT_TOPIC, json.dumps(_weight(v=2)), "v", id="wrong-version"),
+    pytest.param(WEIGHT_TOPIC, json.dumps(_weight(v=3)), "v", id="wrong-version"),
+    pytest.param(
+        WEIGHT_TOPIC, json.dumps(_weight(plate_deltas_g=[-300.0])), "plate_deltas_g", id="plate-deltas-count"
+    ),
+    pytest.param(
+        WEIGHT_TOPIC,
+        json.dumps(_weight(plate_ids=["g1-s2-p1", "g1-s2-p1"])),
+        "plate_ids",
+        id="plate-repeated",
+    ),
     pytest.param(WEIGHT_TOPIC, json.dumps(_without(_weight(), "v")), "v", id="missing-version"),
     pytest.param(WEIGHT_TOPIC, json.dumps(_without(_weight(), "delta_g")), "delta_g", id="missing-field"),
     pytest.param(WEIGHT_TOPIC, json.dumps(_weight(colour="red")), "colour", id="extra-field"),
@@ -278,3 +287,19 @@ def test_contract_error_keeps_the_topic() -> None:
 def test_models_are_frozen() -> None:
     with pytest.raises(ValueError):
         MESSAGES["heartbeat"].seq = 9  # type: ignore[misc]
+
+
+def test_v2_weight_event_carries_each_plate_and_the_shelf_total() -> None:
+    data = _weight(plate_deltas_g=[-300.0, -45.0], shelf_delta_g=-344.0, delta_g=-344.0)
+    event = parse(WEIGHT_TOPIC, json.dumps(data))
+    assert isinstance(event, WeightEvent)
+    assert event.plate_changes == {"g1-s2-p1": -300.0, "g1-s2-p2": -45.0}
+    assert event.shelf_delta_g == -344.0
+
+
+def test_v1_weight_event_is_still_accepted_and_spread_evenly() -> None:
+    data = _without(_without(_weight(v=1, delta_g=-300.0), "plate_deltas_g"), "shelf_delta_g")
+    event = parse(WEIGHT_TOPIC, json.dumps(data))
+    assert isinstance(event, WeightEvent)
+    assert event.v == 1
+    assert event.plate_changes == {"g1-s2-p1": -150.0, "g1-s2-p2": -150.0}
