@@ -13,6 +13,13 @@ and the benchmark. The model, per plate, in grams:
 * touches (:class:`Touch`): short pushes that return to the level, no weight change;
 * sensor faults: dead plates (a constant value), dropouts (a missed conversion repeats the previous
   value) and single-sample spikes.
+
+That is the gentle model of the ``ideal`` profile (sensors.signal_profile), kept bit for bit. With a
+``physical`` profile (``realistic``) the shelf also couples: every change on a plate, weight or
+hand force, shows partly on its neighbours with the shelf total conserved, each weight step rings,
+plates draw their own noise level, lone spikes appear, and the hand's push is jittery with a drawn
+peak (sensors.simulated_physical renders it). ``plate_ids`` are in shelf order: consecutive plates
+are neighbours.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-HAND_FORCE_G = (30.0, 150.0)  # range of the hand's push amplitude during a pick
-TOUCH_FORCE_G = (10.0, 200.0)
+from sensors.signal_profile import IDEAL, ShelfMechanics, SignalProfile
+
+HAND_FORCE_G = IDEAL.hand_force_g  # the ideal profile's range of the hand's push during a pick
+TOUCH_FORCE_G = IDEAL.touch_force_g
 CREEP_TAU_S = 20.0
 
 
@@ -38,7 +47,7 @@ class Change:
     t: float
     deltas: Mapping[str | int, float]
     duration_s: float = 1.0
-    force_g: float | None = None  # hand force amplitude; None: drawn from HAND_FORCE_G
+    force_g: float | None = None  # hand force amplitude; None: drawn from the profile's hand_force_g
 
 
 @dataclass(frozen=True)
@@ -94,17 +103,23 @@ def synthesize_shelf(
     t_end: float,
     changes: Sequence[ChangeLike],
     rng: np.random.Generator,
-    noise_g: PerPlate = 0.5,
+    noise_g: PerPlate | None = None,
     drift_g_per_min: PerPlate = 0.5,
     touches: int | Sequence[Touch] = 0,
     baseline_g: PerPlate | None = None,
     creep: float = 0.0005,
     faults: Faults | None = None,
+    profile: SignalProfile = IDEAL,
+    mechanics: ShelfMechanics | None = None,
 ) -> tuple[float, np.ndarray]:
     """Samples of every plate at ``t_start + j / rate_hz`` for ``t_start <= t < t_end``.
 
     A scalar ``drift_g_per_min`` is a bound: each plate drifts at its own rate drawn in [-d, d].
-    ``touches`` is a list of touches or a number of random ones. Returns ``(t0, grams[plates, n])``.
+    ``touches`` is a list of touches or a number of random ones (shaped by the profile).
+    ``noise_g`` (per plate or one for all) defaults to the profile's: 0.5 g for ``ideal``, one level
+    per plate from ``mechanics`` for a physical profile. ``mechanics`` (coupling, ringing, noise of
+    this shelf) is drawn from ``rng`` when not given; pass it to keep a shelf the same across calls.
+    Returns ``(t0, grams[plates, n])``.
     """
     t0, x, _ = synthesize_with_levels(
         plate_ids,
@@ -119,6 +134,8 @@ def synthesize_shelf(
         baseline_g,
         creep,
         faults,
+        profile,
+        mechanics,
     )
     return t0, x
 
@@ -130,12 +147,14 @@ def synthesize_with_levels(
     t_end: float,
     changes: Sequence[ChangeLike],
     rng: np.random.Generator,
-    noise_g: PerPlate = 0.5,
+    noise_g: PerPlate | None = None,
     drift_g_per_min: PerPlate = 0.5,
     touches: int | Sequence[Touch] = 0,
     baseline_g: PerPlate | None = None,
     creep: float = 0.0005,
     faults: Faults | None = None,
+    profile: SignalProfile = IDEAL,
+    mechanics: ShelfMechanics | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """:func:`synthesize_shelf` plus each plate's noise-free level just after the end (to continue)."""
     plates = list(plate_ids)
@@ -150,11 +169,23 @@ def synthesize_with_levels(
         drift = np.asarray(drift_g_per_min, dtype=float)
     x = base[:, None] + drift[:, None] / 60.0 * t[None, :]
     levels = base + drift / 60.0 * (n / rate_hz)
-    for raw in changes:
-        c = raw if isinstance(raw, Change) else Change(raw[0], raw[1], raw[2])
+    change_list = [raw if isinstance(raw, Change) else Change(raw[0], raw[1], raw[2]) for raw in changes]
+    if profile.waveform == "physical":
+        from sensors.simulated_physical import render_physical
+
+        render_physical(
+            x, levels, plates, rate_hz, t_start, t_end, change_list, rng, noise_g, touches, creep, profile,
+            mechanics,
+        )
+        if faults is not None:
+            _apply_faults(x, plates, faults, rate_hz, rng)
+        return t_start, x, levels
+    for c in change_list:
         _apply_change(x, plates, c, t_start, rate_hz, rng, creep, levels)
     touch_list = (
-        _random_touches(rng, p_count, t_start, t_end, touches) if isinstance(touches, int) else touches
+        random_touches(rng, p_count, t_start, t_end, touches, profile)
+        if isinstance(touches, int)
+        else touches
     )
     for touch in touch_list:
         i0 = int(math.ceil((touch.t - t_start) * rate_hz))
@@ -163,7 +194,7 @@ def synthesize_with_levels(
         if hi > lo:
             tau = (np.arange(lo, hi) - i0) / max(1, m)
             x[_index(plates, touch.plate), lo:hi] += touch.force_g * np.sin(np.pi * tau) ** 2
-    sigma = _per_plate(noise_g, p_count, np.full(p_count, 0.5))
+    sigma = _per_plate(noise_g, p_count, np.full(p_count, profile.noise_g))
     x += rng.normal(0.0, 1.0, x.shape) * sigma[:, None]
     if faults is not None:
         _apply_faults(x, plates, faults, rate_hz, rng)
@@ -186,7 +217,7 @@ def _apply_change(
     total = sum(abs(d) for d in c.deltas.values()) or 1.0
     tau = np.arange(m) / m
     envelope = np.sin(np.pi * tau) ** 0.7
-    amp = c.force_g if c.force_g is not None else float(rng.uniform(*HAND_FORCE_G))
+    amp = c.force_g if c.force_g is not None else float(rng.uniform(*IDEAL.hand_force_g))
     force = amp * envelope * np.clip(1.0 + 0.6 * _smooth_noise(rng, m, rate_hz), -0.2, None)
     lift_at = float(rng.uniform(0.3, 0.7))
     width = float(rng.uniform(0.1, 0.25)) / c.duration_s
@@ -204,18 +235,28 @@ def _apply_change(
         levels[p] += d + creep * d * (1.0 - math.exp(-max(0.0, (n - i0 - m) / rate_hz) / CREEP_TAU_S))
 
 
-def _random_touches(
-    rng: np.random.Generator, p_count: int, t_start: float, t_end: float, count: int
+def random_touches(
+    rng: np.random.Generator,
+    p_count: int,
+    t_start: float,
+    t_end: float,
+    count: int,
+    profile: SignalProfile = IDEAL,
 ) -> list[Touch]:
-    return [
-        Touch(
-            float(rng.uniform(t_start, max(t_start, t_end - 0.6))),
-            int(rng.integers(p_count)),
-            float(rng.uniform(0.1, 0.5)),
-            float(rng.uniform(*TOUCH_FORCE_G)),
-        )
-        for _ in range(count)
-    ]
+    """``count`` touches anywhere on the shelf: duration and force from the profile's touch ranges."""
+    physical = profile.waveform == "physical"
+    latest = t_end - (profile.touch_duration_s[1] + 0.1)  # ideal: t_end - 0.6 exactly
+    out = []
+    for _ in range(count):
+        t = float(rng.uniform(t_start, max(t_start, latest)))
+        plate = int(rng.integers(p_count))
+        duration = float(rng.uniform(*profile.touch_duration_s))
+        if physical:
+            force = float(np.exp(rng.uniform(*np.log(profile.touch_force_g))))  # mostly light touches
+        else:
+            force = float(rng.uniform(*profile.touch_force_g))
+        out.append(Touch(t, plate, duration, force))
+    return out
 
 
 def _apply_faults(

@@ -3,10 +3,13 @@
 :func:`to_signal_level` replaces every shelf node's ``weight`` events (and its heartbeats: the
 samples themselves advance its watermark) with ``samples`` messages, 60 Hz in batches of 12, one
 message per shelf every 0.2 s, synthesized by :func:`sensors.simulated.synthesize_shelf` from the
-ground truth's shelf events: each pick or put-back becomes an active segment from its ``t_start``
-to ``t_end`` with the event-level weight (item weight noise included) spread over its plates. The
-edge detector (edge.signal_pipeline) has to find the events again; :func:`score_events` says how
-well it did against the ground truth.
+ground truth's shelf events under a signal profile (sensors.signal_profile): ``ideal`` makes each
+pick or put-back an active segment from its ``t_start`` to ``t_end`` with the event-level weight
+(item weight noise included) spread evenly over its plates; ``realistic`` adds what real shelves do
+(sim_data.signal_scene: physical items, straddling, browsing touches; sensors.simulated_physical:
+coupling, ringing, per-plate noise, spikes, hand pressure). The edge detector
+(edge.signal_pipeline) has to find the events again; :func:`score_events` says how well it did
+against the ground truth.
 """
 
 from __future__ import annotations
@@ -18,16 +21,24 @@ from typing import Any
 import numpy as np
 
 from edge import contracts as c
-from sensors.simulated import Change, Faults, synthesize_shelf
+from sensors.signal_profile import IDEAL, ShelfMechanics, SignalProfile, draw_mechanics
+from sensors.simulated import Faults, Touch, random_touches, synthesize_shelf
 from sim_data.dataset import SimMessage
+from sim_data.signal_scene import browse_touches, event_plate_deltas, shelf_changes
 from store_server.domain.layout import StoreLayout
 
 RATE_HZ = 60.0
 BATCH = 12
-NOISE_G = 0.5  # the event-level simulator's scale noise; sensor-faults doubles it
-FAULT_NOISE_G = 1.0
-TOUCHES_PER_PLATE_MIN = 0.3
-TRAY_G = (200.0, 600.0)
+# The sensor-faults scenario, on top of any profile: noisier, faster-drifting plates, dropouts,
+# spikes, lost batches and a dead plate.
+FAULT_NOISE_FACTOR = 2.0
+FAULT_DRIFT_FACTOR = 3.0
+FAULT_DROPOUT = 0.02
+FAULT_SPIKES_PER_MIN = 0.5
+FAULT_LOST_BATCHES = 0.005
+# Streams of a run's seed (np.random.default_rng([seed, k])): 41 is the one the ideal profile has
+# always drawn from; the realistic profile's own draws come from new ones so 41 stays as it was.
+STREAM_SIGNAL, STREAM_ITEMS, STREAM_HANDS, STREAM_MECHANICS = 41, 42, 43, 44
 
 
 def event_deltas(
@@ -48,13 +59,37 @@ def event_deltas(
     return out
 
 
-def _baseline(layout: StoreLayout, plates: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+def _baseline(
+    layout: StoreLayout, plates: Sequence[str], rng: np.random.Generator, tray_g: tuple[float, float]
+) -> np.ndarray:
     per_plate = {
         p: e.stock * layout.products[e.sku].unit_weight_g / len(e.plates)
         for e in layout.planogram
         for p in e.plates
     }
-    return np.array([per_plate.get(p, 0.0) for p in plates]) + rng.uniform(*TRAY_G, len(plates))
+    return np.array([per_plate.get(p, 0.0) for p in plates]) + rng.uniform(*tray_g, len(plates))
+
+
+def _streams(seed: int | np.random.Generator, profile: SignalProfile) -> list[np.random.Generator]:
+    if isinstance(seed, np.random.Generator):
+        # The ideal profile draws from the one stream it always had; children leave it untouched.
+        return [seed, *seed.spawn(3)] if profile.waveform == "physical" else [seed] * 4
+    streams = (STREAM_SIGNAL, STREAM_ITEMS, STREAM_HANDS, STREAM_MECHANICS)
+    return [np.random.default_rng([int(seed), k]) for k in streams]
+
+
+def true_event_deltas(
+    messages: Sequence[SimMessage],
+    ground_truth: dict[str, Any],
+    layout: StoreLayout,
+    seed: int | np.random.Generator = 0,
+    profile: SignalProfile = IDEAL,
+) -> list[dict[str, float]]:
+    """Each ground-truth event's change per plate as :func:`to_signal_level` rendered it (same int
+    seed and profile): before coupling, which moves neighbours but keeps each shelf's total."""
+    _, items, _, _ = _streams(seed, profile)
+    deltas = event_deltas(messages, ground_truth, layout)
+    return event_plate_deltas(ground_truth.get("events", []), deltas, layout, profile, items)
 
 
 def to_signal_level(
@@ -65,21 +100,26 @@ def to_signal_level(
     faults: bool = False,
     rate_hz: float = RATE_HZ,
     batch: int = BATCH,
+    profile: SignalProfile = IDEAL,
 ) -> list[SimMessage]:
     """The same run as raw samples: shelf nodes publish ``samples`` instead of ``weight``/``heartbeat``.
 
-    ``faults`` (the sensor-faults scenario) doubles the noise, drifts faster, adds dropouts and
-    spikes, loses a few sample batches, and makes the ground truth's dead plate read a constant 0.
+    ``profile`` says how harsh the shelves are (the caller records its name with the dataset).
+    ``faults`` (the sensor-faults scenario) doubles the noise, drifts three times as fast, adds
+    dropouts and spikes, loses a few sample batches, and makes the ground truth's dead plate read
+    a constant 0.
     """
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng([int(seed), 41])
     if not messages:
         return []
+    rng, items_rng, hands_rng, mech_rng = _streams(seed, profile)
+    physical = profile.waveform == "physical"
     t_first = float(ground_truth.get("t0", messages[0].t))
     t_last = max(m.t for m in messages)
     n_batches = int(math.floor((t_last - t_first) * rate_hz / batch)) + 1
     t_stop = t_first + n_batches * batch / rate_hz
     deltas = event_deltas(messages, ground_truth, layout)
     events = ground_truth.get("events", [])
+    plate_deltas = event_plate_deltas(events, deltas, layout, profile, items_rng)
     dead = (ground_truth.get("faults") or {}).get("dead_plate") if faults else None
     shelf_nodes = {g.node_id or g.id for g in layout.gondolas}
     out = [
@@ -92,16 +132,19 @@ def to_signal_level(
         node = gondola.node_id or gondola.id
         for shelf in gondola.shelves:
             plates = list(shelf.plates)
-            changes = [
-                Change(
-                    ev["t_start"],
-                    {p: d / len(ev["plate_ids"]) for p in ev["plate_ids"]},
-                    max(0.2, ev["t_end"] - ev["t_start"]),
-                )
-                for ev, d in zip(events, deltas, strict=True)
-                if ev["plate_ids"][0] in plates
-            ]
+            changes = shelf_changes(events, plate_deltas, plates, profile, hands_rng)
             minutes = (t_stop - t_first) / 60.0
+            touch_count = int(rng.poisson(profile.touches_per_plate_min * len(plates) * minutes))
+            baseline = _baseline(layout, plates, rng, profile.tray_g)
+            noise_scale = FAULT_NOISE_FACTOR if faults else 1.0
+            mechanics: ShelfMechanics | None = None
+            noise: float | np.ndarray = profile.noise_g * noise_scale
+            touches: int | list[Touch] = touch_count
+            if physical:
+                mechanics = draw_mechanics(profile, mech_rng, len(plates))
+                noise = np.asarray(mechanics.noise_g) * noise_scale
+                touches = random_touches(hands_rng, len(plates), t_first, t_stop, touch_count, profile)
+                touches += browse_touches(changes, plates, profile, hands_rng, t_first, t_stop)
             grid_t0, grams = synthesize_shelf(
                 plates,
                 rate_hz,
@@ -109,15 +152,22 @@ def to_signal_level(
                 t_stop,
                 changes,
                 rng,
-                noise_g=FAULT_NOISE_G if faults else NOISE_G,
-                drift_g_per_min=3.0 if faults else 1.0,
-                touches=int(rng.poisson(TOUCHES_PER_PLATE_MIN * len(plates) * minutes)),
-                baseline_g=_baseline(layout, plates, rng),
-                faults=Faults(dead={dead: 0.0} if dead in plates else {}, dropout=0.02, spikes_per_min=0.5)
+                noise_g=noise,
+                drift_g_per_min=profile.drift_g_per_min * (FAULT_DRIFT_FACTOR if faults else 1.0),
+                touches=touches,
+                baseline_g=baseline,
+                creep=profile.creep,
+                faults=Faults(
+                    dead={dead: 0.0} if dead in plates else {},
+                    dropout=FAULT_DROPOUT,
+                    spikes_per_min=FAULT_SPIKES_PER_MIN,
+                )
                 if faults
                 else None,
+                profile=profile,
+                mechanics=mechanics,
             )
-            lost = rng.random(n_batches) < (0.005 if faults else 0.0)
+            lost = rng.random(n_batches) < (FAULT_LOST_BATCHES if faults else 0.0)
             for k in range(n_batches):
                 if lost[k]:
                     continue

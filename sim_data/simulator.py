@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import contracts as c
+from sensors.signal_profile import get_profile
 from sim_data.behaviour import plan_scenario
 from sim_data.dataset import SimMessage
 from sim_data.noise import HEALTHY, Faults, camera_tracks, choose_faults, detections
@@ -47,6 +48,7 @@ class SimResult:
     t0: float
     t_end: float
     fidelity: str = "event"
+    signal_profile: str | None = None  # the signal profile's name (signal fidelity only)
 
     @property
     def duration_s(self) -> float:
@@ -54,8 +56,11 @@ class SimResult:
 
     def manifest(self, source: str = "sim") -> dict[str, Any]:
         """Manifest fields known to the simulator (dataset.write_dataset adds the rest)."""
-        return {"source": source, "scenario": self.scenario, "seed": self.seed, "store_id": self.store_id,
-                "t0": self.t0, "duration_s": self.duration_s, "fidelity": self.fidelity}
+        out = {"source": source, "scenario": self.scenario, "seed": self.seed, "store_id": self.store_id,
+               "t0": self.t0, "duration_s": self.duration_s, "fidelity": self.fidelity}
+        if self.signal_profile is not None:
+            out["signal_profile"] = self.signal_profile
+        return out
 
 
 def _with_heartbeats(events: list[Out], node: str, t0: float, t_end: float) -> list[Out]:
@@ -88,15 +93,17 @@ _MODELS: dict[str, Any] = {  # kind -> contract model
 
 def simulate(layout: StoreLayout, scenario: str = "basic", seed: int = 7, shoppers: int | None = None,
              duration_s: float | None = None, t0: float = 1_780_000_000.0, fidelity: str = "event",
-             progress: Progress | None = None) -> SimResult:
+             progress: Progress | None = None, signal_profile: str = "realistic") -> SimResult:
     """Run ``scenario`` in ``layout`` and return every MQTT message plus the ground truth.
 
     ``shoppers`` overrides the scenario's count; ``duration_s`` bounds the arrival window (shoppers
     who arrived still finish, and the run ends ``TAIL_S`` after the last exit). With neither, the
     scenario's defaults apply; with only ``shoppers``, the scenario's default window (if any).
     ``progress(stage, done, total)`` is called while planning shoppers and encoding messages.
+    ``signal_profile`` (sensors.signal_profile.PROFILES) shapes the samples at signal fidelity.
     """
     spec = get_scenario(scenario, fidelity)
+    profile = get_profile(signal_profile)
     if shoppers is not None and shoppers < 0:
         raise ValueError("shoppers must be 0 or more")
     if duration_s is not None and duration_s <= 0:
@@ -141,8 +148,9 @@ def simulate(layout: StoreLayout, scenario: str = "basic", seed: int = 7, shoppe
 
         if progress:
             progress("synthesizing load-cell signals", 0, 1)
-        messages = to_signal_level(messages, truth, layout, seed=seed, faults=spec.faults)
-    return SimResult(messages, truth, scenario, seed, layout.store_id, t0, t_end, fidelity)
+        messages = to_signal_level(messages, truth, layout, seed=seed, faults=spec.faults, profile=profile)
+    return SimResult(messages, truth, scenario, seed, layout.store_id, t0, t_end, fidelity,
+                     profile.name if fidelity == "signal" else None)
 
 
 def _sequence(layout: StoreLayout, streams: dict[str, list[Out]],
