@@ -11,6 +11,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from sim_data.hands import (
+    add_two_hands,
+    carry_and_misplace,
+    misplace_on_other_shelf,
+    put_back,
+    two_hand_spots,
+)
 from sim_data.scenarios import (
     ShopperPlan,
     Stop,
@@ -296,6 +303,33 @@ def _plan_crowded(layout: StoreLayout, seed: int, shoppers: int | None, dur: flo
     return plans
 
 
+HANDS_QTY_P = [0.45, 0.4, 0.15]  # two (or three) in one motion is common
+
+
+def _plan_hands(layout: StoreLayout, seed: int, shoppers: int | None, dur: float | None) -> Plans:
+    """1-3 products each, often two at once. Shoppers take turns (by number) at the other behaviours:
+    both hands on two gondolas, a put-back on the right shelf, one misplaced a shelf up or down, one
+    carried to another gondola and left there; anyone else also uses both hands one time in four."""
+    rng = np.random.default_rng([seed, 21])
+    stock = {e.sku: e.stock for e in layout.planogram}
+    spots = two_hand_spots(layout)
+    plans = []
+    for n, t in enumerate(_arrivals(rng, shoppers, dur), start=1):
+        role = (n - 1) % 4
+        k_p = [0.0, 0.5, 0.5, 0.0] if role == 3 else [0.3, 0.45, 0.25, 0.0]  # carrying needs two stops
+        plan = _shopper(layout, rng, seed, n, t, stock, k_p, HANDS_QTY_P)
+        if role == 0 or rng.random() < 0.25:
+            add_two_hands(layout, rng, plan, stock, HANDS_QTY_P, spots)
+        if role == 1:
+            put_back(layout, rng, plan, stock)
+        elif role == 2:
+            misplace_on_other_shelf(layout, rng, plan)
+        elif role == 3:
+            carry_and_misplace(layout, rng, plan)
+        plans.append(plan)
+    return plans
+
+
 PLANNERS: dict[str, Callable[[StoreLayout, int, int | None, float | None], list[ShopperPlan]]] = {
     "basic": plan_basic,
     "putbacks": _plan_putbacks,
@@ -305,6 +339,7 @@ PLANNERS: dict[str, Callable[[StoreLayout, int, int | None, float | None], list[
     "groups": _plan_groups,
     "busy": _plan_busy,
     "sensor-faults": _plan_faults,
+    "hands": _plan_hands,
 }
 
 

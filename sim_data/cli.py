@@ -16,12 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from sensors.signal_profile import PROFILES
 from sim_data.dataset import DatasetError, SimMessage, write_dataset
+from sim_data.importers.autocheckout_writer import AutoCheckoutWriteError, write_autocheckout
 from sim_data.scenarios import CATALOG, ScenarioError
 from sim_data.simulator import simulate
 from store_server.domain.layout import LayoutError, load_layout
 
 DEMO_STORE = Path(__file__).parent / "stores" / "demo.yaml"
+FORMATS = ("walkout", "autocheckout")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -43,7 +46,8 @@ def _print_catalog() -> None:
     console.print(table)
     console.print(
         "fidelity: event (what edge nodes publish); signal (raw 60 Hz load-cell samples instead of "
-        "weight events; camera frames: planned)"
+        "weight events); --video also renders the ceiling camera; --format autocheckout writes the "
+        "AiFi AutoCheckout file layout (signal fidelity)"
     )
 
 
@@ -64,13 +68,30 @@ def sim_command(
     video: Annotated[
         bool, typer.Option("--video", help="also render the ceiling camera: video/ceiling.avi + frame times")
     ] = False,
+    format_: Annotated[str, typer.Option(
+        "--format", help="walkout: a dataset; autocheckout: AiFi AutoCheckout files (weights/, products.csv, "
+        "ground_truth.json) for `walkout import autocheckout`; implies --fidelity signal")] = "walkout",
+    profile: Annotated[str, typer.Option(
+        help=f"signal profile at --fidelity signal: {' or '.join(PROFILES)} (realistic: noise, coupling, "
+        "ringing, hand pressure and item variation of real shelves; ideal: gentle signals)")] = "realistic",
     list_: Annotated[bool, typer.Option("--list", help="list the scenarios and exit")] = False,
 ) -> None:
     """Simulate shoppers in a store and write an event-level dataset (messages + ground truth)."""
     if list_:
         _print_catalog()
         return
-    out = out or Path("datasets") / f"sim-{scenario}-s{seed}"
+    if format_ not in FORMATS:
+        _fail(f"unknown format {format_!r}; expected one of {', '.join(FORMATS)}", "use --format walkout or "
+              "--format autocheckout")
+    if format_ == "autocheckout":
+        if video:
+            _fail("--video writes into a Walkout dataset; AutoCheckout files hold no video",
+                  "drop --video, or use --format walkout")
+        fidelity = "signal"  # the AutoCheckout layout holds raw load-cell signals only
+    if profile not in PROFILES:
+        _fail(f"unknown signal profile {profile!r}; expected one of {', '.join(PROFILES)}",
+              "use --profile realistic (the default) or --profile ideal")
+    out = out or Path("datasets") / f"{'ac' if format_ == 'autocheckout' else 'sim'}-{scenario}-s{seed}"
     try:
         layout = load_layout(store)
     except LayoutError as exc:
@@ -100,6 +121,7 @@ def sim_command(
                 duration_s=duration,
                 fidelity=fidelity,
                 progress=advance,
+                signal_profile=profile,
             )
         except ScenarioError as exc:
             _fail(str(exc), "run `walkout sim --list` and pick a built scenario (fidelity: event or signal)")
@@ -118,8 +140,11 @@ def sim_command(
 
         manifest = {**result.manifest(), "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         try:
-            path = write_dataset(out, manifest, store.read_text(), counted(), result.ground_truth)
-        except (DatasetError, OSError) as exc:
+            if format_ == "autocheckout":
+                path = write_autocheckout(out, layout, counted(), result.ground_truth, manifest).path
+            else:
+                path = write_dataset(out, manifest, store.read_text(), counted(), result.ground_truth)
+        except (DatasetError, AutoCheckoutWriteError, OSError) as exc:
             _fail(str(exc), "choose another --out directory")
             return
         if video:
@@ -149,3 +174,7 @@ def sim_command(
         f"{len(truth['sessions'])} sessions, {total} messages ({picks} picks, {backs} put-backs{misplaced}, "
         f"{result.duration_s:.0f} s) -> {path}"
     )
+    if format_ == "autocheckout":
+        console.print(f"next: walkout import autocheckout --weights {path}/weights --products "
+                      f"{path}/products.csv --ground-truth {path}/ground_truth.json --out {path}-imported",
+                      highlight=False, soft_wrap=True)

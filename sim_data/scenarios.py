@@ -50,6 +50,9 @@ CATALOG: tuple[Scenario, ...] = (
     Scenario("sensor-faults", "15 cm track noise, 5% missed track points, one track id switch, "
              "a 3 s camera outage, a dead plate, doubled weight noise, 10% product confusions",
              8, None, True, faults=True),
+    Scenario("hands", "two of a product in one motion; both hands on two gondolas within the same "
+             "second; put-backs on the right shelf (same or another plate of the product); one misplaced a "
+             "shelf up or down; one carried from another shelf and left on a foreign plate", 8, None, True),
     Scenario("node-outage", "a gondola node goes offline and replays its spool late", 8, None, False),
 )
 FIDELITIES = ("event", "signal")
@@ -98,6 +101,11 @@ class Stop:
     noise_z: tuple[float, float] = (0.0, 0.0)  # standard normals: this item's weight, the scale's noise
     confidence: float = 1.0  # the edge detector's confidence in the event
     sync_delay_s: float | None = None  # crowded-shelf: reach in this long after the last mate arrives
+    # hands: the other hand takes from a plate of another gondola in the same motion, reaching in
+    # ``second_after_s`` after this one, while the shopper stands at ``stand_at`` (between the two).
+    second: Stop | None = None
+    second_after_s: float = 0.0
+    stand_at: tuple[float, float] | None = None
 
 
 @dataclass

@@ -51,6 +51,7 @@ class Shopper:
     exit_span: tuple[float, float] = (math.inf, math.inf)
     switch: tuple[float, str] | None = None  # sensor-faults: from this time the camera says another id
     shared: tuple[float, float] | None = None  # crowded-shelf: the window of the event beside the mates
+    berth: dict[tuple[float, float], float] = field(default_factory=dict)  # windows needing more than NEAR_M
 
     @property
     def track_id(self) -> str:
@@ -94,16 +95,30 @@ class _Visit:
     out: list[Out]
 
 
-def _too_close(a: Motion, b: Motion, lo: float, hi: float) -> bool:
+NEAR_M = SEPARATION_M + SAFETY_M
+
+
+def _too_close(a: Motion, b: Motion, lo: float, hi: float, berth: float = NEAR_M) -> bool:
     ts = np.linspace(lo, hi, max(2, int((hi - lo) / 0.1) + 2))
     ax, ay, am = a.at(ts)
     bx, by, bm = b.at(ts)
     both = am & bm
-    return bool(np.any(np.hypot(ax - bx, ay - by)[both] < SEPARATION_M + SAFETY_M))
+    return bool(np.any(np.hypot(ax - bx, ay - by)[both] < berth))
+
+
+def _berth(layout: StoreLayout, stop: Stop, stand: Point) -> float:
+    """How far others keep from a shopper during this stop's event. Standing r from a plate (two hands
+    between two gondolas), anyone within 2r of the shopper could be nearer that plate than they are."""
+    if stop.second is None:
+        return NEAR_M
+    r = max(math.dist(stand, (layout.plates[p].x_m, layout.plates[p].y_m))
+            for p in (stop.plate_id, stop.second.plate_id))
+    return max(NEAR_M, 2 * r + SAFETY_M)
 
 
 def _clash(cand: Motion, own: list[tuple[float, float]], others: list[Shopper],
-           exit_span: tuple[float, float] | None = None, standing: Motion | None = None) -> bool:
+           exit_span: tuple[float, float] | None = None, standing: Motion | None = None,
+           own_berth: float = NEAR_M) -> bool:
     """Would ``cand`` come too close to someone's shelf event, or someone to its own (``own``)?
 
     ``standing``: the same leg without the wait before it. A cluster mate's shared event is judged
@@ -117,9 +132,10 @@ def _clash(cand: Motion, own: list[tuple[float, float]], others: list[Shopper],
             continue
         for ws, we in o.windows:
             m = standing if standing is not None and (ws, we) == o.shared else cand
-            if max(ws, lo) <= min(we, hi) and _too_close(m, o.motion, max(ws, lo), min(we, hi)):
+            berth = o.berth.get((ws, we), NEAR_M)
+            if max(ws, lo) <= min(we, hi) and _too_close(m, o.motion, max(ws, lo), min(we, hi), berth):
                 return True
-        if any(_too_close(cand, o.motion, ws, we) for ws, we in own):
+        if any(_too_close(cand, o.motion, ws, we, own_berth) for ws, we in own):
             return True
     return False
 
@@ -158,8 +174,9 @@ def _walk(ctx: Ctx, v: _Visit, stop: Stop | None, others: list[Shopper], keep_ap
     layout, plan = ctx.layout, v.me.plan
     exit_ = ctx.exit
     exit_pt = (exit_.zone.centre[0] + plan.exit_offset[0], exit_.zone.centre[1] + plan.exit_offset[1])
-    target = exit_pt if stop is None else stand_point(layout, stop.plate_id, stop.offset_m)
+    target = exit_pt if stop is None else stop.stand_at or stand_point(layout, stop.plate_id, stop.offset_m)
     stay = GATE_DWELL_S if stop is None else stop.dwell_s
+    berth = NEAR_M if stop is None else _berth(layout, stop, target)
     wait = first_wait
     while True:
         cand, arrive = _leg(ctx.grid, v.here, target, plan.speed_mps, wait, stay)
@@ -169,13 +186,16 @@ def _walk(ctx: Ctx, v: _Visit, stop: Stop | None, others: list[Shopper], keep_ap
             cand, arrive = _leg(ctx.grid, v.here, target, plan.speed_mps, wait,
                                 max(stay, t_start + stop.reach_s + LINGER_S - arrive))
         t_end = t_start + (stop.reach_s if stop else 0.0)
-        own = [(t_start - 0.5, t_end + PUBLISH_AFTER_S + 0.2)] if stop else []
+        last_out = t_end
+        if stop is not None and stop.second is not None:
+            last_out = max(t_end, t_start + stop.second_after_s + stop.second.reach_s)
+        own = [(t_start - 0.5, last_out + PUBLISH_AFTER_S + 0.2)] if stop else []
         span = (arrive, arrive + GATE_DWELL_S) if stop is None else None
         standing = None
         if beside_mates:
             go = v.here[0] + wait
             standing = Motion([(go, *v.here[1])] + [k for k in cand.knots if k[0] > go + 1e-9])
-        if not keep_apart or not _clash(cand, own, others, span, standing):
+        if not keep_apart or not _clash(cand, own, others, span, standing, berth):
             break
         wait += WAIT_STEP_S  # wait where you are until the shelf is clear
         if wait > max_wait:
@@ -190,7 +210,12 @@ def _walk(ctx: Ctx, v: _Visit, stop: Stop | None, others: list[Shopper], keep_ap
                          {"role": "exit", "shopper": plan.number}))
         return True
     v.me.windows += own
+    if berth > NEAR_M:
+        v.me.berth[own[0]] = berth
     v.out.append(_weight(ctx, v.me, stop, t_start, t_end))
+    if stop.second is not None:  # the other hand, on another gondola, at (nearly) the same moment
+        t2 = t_start + stop.second_after_s
+        v.out.append(_weight(ctx, v.me, stop.second, t2, t2 + stop.second.reach_s))
     return True
 
 

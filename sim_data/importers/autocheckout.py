@@ -524,7 +524,9 @@ def import_autocheckout(weights_dir: str | Path, products_csv: str | Path, out: 
     entry_t = _r(start + ENTRY_DELAY_S)
     exit_t = _r(max(end, entry_t + 1.0))
     t_end = _r(exit_t + TAIL_S)
-    grid = start + np.arange(int(math.floor((end - start) * RATE_HZ + 1e-6)) + 1) / RATE_HZ
+    # start and end are rounded to 1 us: a last row that is a whole number of samples after the first
+    # may come out a few millionths of a sample short of it, and must still get its grid point.
+    grid = start + np.arange(int(math.floor((end - start) * RATE_HZ + 1e-3)) + 1) / RATE_HZ
 
     streams: dict[str, list[_Entry]] = {}
     shelves = sorted({k[:2] for k in series})

@@ -17,7 +17,7 @@ from store_server.settings import DEFAULT_STORE
 
 pytestmark = pytest.mark.e2e
 
-EXACT = ["putbacks", "misplaced", "crowded-shelf", "same-weight", "groups"]
+EXACT = ["putbacks", "misplaced", "crowded-shelf", "same-weight", "groups", "hands"]
 
 
 def dataset(tmp_path, scenario: str, seed: int = 7, fidelity: str = "event"):

@@ -17,11 +17,12 @@ from edge.contracts import parse
 from sim_data.behaviour import near_identical_plates
 from sim_data.cli import DEMO_STORE, sim_command
 from sim_data.dataset import Dataset
+from sim_data.hands import count_behaviours, two_hand_spots
 from sim_data.scenarios import CATALOG, ScenarioError
 from sim_data.simulator import SimResult, simulate
 from store_server.domain.layout import StoreLayout, load_layout
 
-NEW = ["putbacks", "misplaced", "crowded-shelf", "same-weight", "groups", "busy", "sensor-faults"]
+NEW = ["putbacks", "misplaced", "crowded-shelf", "same-weight", "groups", "busy", "sensor-faults", "hands"]
 SMALL = {"busy": {"shoppers": 15, "duration_s": 400.0}, "sensor-faults": {"shoppers": 20}}
 Ticks = list[tuple[float, dict[str, tuple[float, float]]]]
 Runs = dict[str, SimResult]
@@ -290,6 +291,51 @@ def test_sensor_faults(layout: StoreLayout, runs: Runs) -> None:
     assert faults["dropped_track_points"] == 0.05 and present > 0
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_hands_shows_every_behaviour(layout: StoreLayout, seed: int) -> None:
+    result = simulate(layout, "hands", seed=seed)
+    truth = result.ground_truth
+    assert len(truth["sessions"]) == 8
+    counts = count_behaviours(truth, layout)
+    assert counts["multi_quantity"] and counts["two_hands"], counts
+    assert counts["putback_same_plate"] + counts["putback_other_plate"], counts
+    assert counts["misplaced_other_shelf"] and counts["misplaced_carried"], counts
+    events, ticks = truth["events"], _tracks(result)
+    on = {p: (i.gondola_id, i.shelf_id) for p, i in layout.plates.items()}
+    pairs = [(a, b) for i, a in enumerate(events) for b in events[i + 1:]
+             if a["track_id"] == b["track_id"] and on[a["plate_ids"][0]][0] != on[b["plate_ids"][0]][0]
+             and a["t_start"] <= b["t_start"] < a["t_end"] and b["t_start"] - a["t_start"] < 1.0]
+    assert len(pairs) == counts["two_hands"]
+    for a, b in pairs:  # one shopper, two gondolas, overlapping events, nobody else nearer either plate
+        for e in (a, b):
+            plate = layout.plate_centroid(e["plate_ids"])
+            closest: dict[str, float] = {}
+            for tr in _during(ticks, e["t_start"], e["t_end"]):
+                for tid, p in tr.items():
+                    closest[tid] = min(closest.get(tid, math.inf), math.dist(p, plate))
+            mine = closest.pop(e["track_id"])
+            assert mine <= 1.5 and all(d > mine + 0.2 for d in closest.values()), (e, mine, closest)
+    for e in events:
+        if e["kind"] == "putback":
+            assert layout.sku_on_plate[e["plate_ids"][0]] == e["sku"]
+        if e["kind"] == "misplaced_return":
+            assert layout.sku_on_plate[e["plate_ids"][0]] != e["sku"] and e["quantity"] == 1
+
+
+def test_two_hand_spots_are_mid_aisle_between_facing_gondolas(layout: StoreLayout) -> None:
+    # The demo store's aisles are 4.2 m wide: the only spot is the gap between the island ends.
+    spots = two_hand_spots(layout)
+    assert {(s.left.rsplit("-", 1)[1], s.right.rsplit("-", 1)[1], s.stand) for s in spots} == {
+        ("p4", "p1", (7.6, 6.9))}
+    data = layout.model_dump()
+    g3 = next(g for g in data["gondolas"] if g["id"] == "g3")
+    g3["y_m"] = 9.6  # facing north, front at 10.2: a 1.2 m aisle below g1's front at 11.4
+    narrow = StoreLayout.model_validate(data)
+    spots = [s for s in two_hand_spots(narrow) if {s.left[:2], s.right[:2]} == {"g1", "g3"}]
+    assert spots and all(10.5 < s.stand[1] < 11.1 for s in spots)
+    assert {"g1-s1-p1", "g3-s1-p1"} <= {p for s in spots for p in (s.left, s.right)}
+
+
 def test_signal_fidelity_replaces_weight_events_with_raw_samples(layout: StoreLayout) -> None:
     event = simulate(layout, "putbacks", seed=4, shoppers=2)
     signal = simulate(layout, "putbacks", seed=4, shoppers=2, fidelity="signal")
@@ -325,7 +371,8 @@ def test_cli_lists_and_runs_scenarios(tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "scenario", ["basic", "putbacks", "misplaced", "crowded-shelf", "same-weight", "groups", "sensor-faults"]
+    "scenario",
+    ["basic", "putbacks", "misplaced", "crowded-shelf", "same-weight", "groups", "sensor-faults", "hands"],
 )
 def test_every_scenario_writes_a_dataset_its_json_schema_accepts(scenario, tmp_path):
     import jsonschema
