@@ -52,24 +52,34 @@ def unpublishable(change: DetectedWeightChange) -> tuple[str, str] | None:
         "confidence": change.confidence,
         "ts": change.decided_at,
     }
-    for name, value in fields.items():
+    grams = [("delta_g", change.delta_g), *(("plate_deltas_g", d) for d in change.plate_deltas)]
+    if change.shelf_delta_g is not None:
+        grams.append(("shelf_delta_g", change.shelf_delta_g))
+    for name, value in [*fields.items(), *grams]:
         if not math.isfinite(value):
             return name, f"{name} is {value}, not a number"
-    if abs(change.delta_g) > c.MAX_GRAMS:
-        return "delta_g", (
-            f"a change of {change.delta_g:.0f} g is beyond the contract's {c.MAX_GRAMS:.0f} g "
-            "(is the plate calibrated?)"
-        )
+    for name, value in grams:
+        if abs(value) > c.MAX_GRAMS:
+            return name, (
+                f"a change of {value:.0f} g is beyond the contract's {c.MAX_GRAMS:.0f} g "
+                "(is the plate calibrated?)"
+            )
     return None
 
 
 def weight_payload(
     change: DetectedWeightChange, node_id: str, seq: int, gondola_id: str, shelf_id: str
 ) -> dict[str, Any]:
-    """A contract-valid ``weight`` payload for one detected change; raises pydantic's ValidationError
-    when it cannot be one (check :func:`unpublishable` first)."""
+    """A contract-valid ``weight`` payload (v2) for one detected change; raises pydantic's
+    ValidationError when it cannot be one (check :func:`unpublishable` first).
+
+    ``delta_g`` is the interaction's weight (the shelf total), ``plate_deltas_g`` each listed
+    plate's change and ``shelf_delta_g`` the whole shelf's; a change without per-plate deltas (or
+    with a list that does not match its plates) goes out without them, as v1 did.
+    """
     ts = math.ceil(round(change.decided_at * 1000, 6)) / 1000  # rounded up: never before the batch
     t_end = min(round(change.t_end, 3), ts)
+    per_plate = len(change.plate_deltas) == len(change.plate_ids)
     event = c.WeightEvent(
         node_id=node_id,
         seq=seq,
@@ -82,6 +92,8 @@ def weight_payload(
         t_end=t_end,
         noise_g=round(change.noise_g, 3),
         confidence=round(change.confidence, 3),
+        plate_deltas_g=[round(d, 2) for d in change.plate_deltas] if per_plate else None,
+        shelf_delta_g=None if change.shelf_delta_g is None else round(change.shelf_delta_g, 2),
     )
     return event.model_dump(mode="json")
 

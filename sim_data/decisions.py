@@ -83,6 +83,7 @@ class RunDecisions:
     events: list[DetectedEvent]
     reviews: list[dict[str, Any]]  # every review item of the run: id, kind, event_id, session_id, summary
     candidates: dict[str, list[dict[str, Any]]]  # event id -> the candidates staff were shown
+    camera_only: list[Change] = field(default_factory=list)  # lines no weight event made (vision)
 
     def near(self, shelf_id: str | None, gondola_id: str | None, t0: float, t1: float) -> list[DetectedEvent]:
         return [
@@ -108,13 +109,15 @@ def collect(server: StoreServer) -> RunDecisions:
             [float(d) for d in deltas], float(p["delta_g"]), float(p["t_start"]), float(p["t_end"]),
             float(p.get("noise_g", 0.0)),
         )
+    camera_only: list[Change] = []
     for s in sessions:
         for c in s.changes:
+            evidence = str(getattr(c, "evidence", "") or "weight")
+            change = Change(s.id, c.sku, c.quantity, c.confidence, evidence, c.note)
             if c.event_id in events:
-                events[c.event_id].changes.append(
-                    Change(s.id, c.sku, c.quantity, c.confidence, str(getattr(c, "evidence", "") or "weight"),
-                           c.note)
-                )
+                events[c.event_id].changes.append(change)
+            elif change.evidence == "vision":
+                camera_only.append(change)
     out_reviews: list[dict[str, Any]] = []
     candidates: dict[str, list[dict[str, Any]]] = {}
     for r in reviews:
@@ -125,7 +128,7 @@ def collect(server: StoreServer) -> RunDecisions:
             events[r.event_id].reviews.append(item)
             if r.evidence.get("candidates"):
                 candidates[r.event_id] = list(r.evidence["candidates"])
-    return RunDecisions(list(events.values()), out_reviews, candidates)
+    return RunDecisions(list(events.values()), out_reviews, candidates, camera_only)
 
 
 def review_figures(decisions: RunDecisions, visits: int) -> dict[str, Any]:
@@ -177,13 +180,15 @@ def _signed(ev: dict[str, Any]) -> int:
 
 
 def _why_missing(
-    ev: dict[str, Any], near: list[DetectedEvent], session_id: str, sku: str, t0: float
+    ev: dict[str, Any], near: list[DetectedEvent], session_id: str, sku: str, t0: float, seen: int
 ) -> str:
-    """Why a true event did not end up as (session, sku) in the receipt."""
+    """Why a true event did not end up as (session, sku) in the receipt (``seen``: units the cameras
+    alone put on this line)."""
     span = f"{ev['t_start'] - t0:.1f}-{ev['t_end'] - t0:.1f} s"
     what = f"{ev.get('kind')} of {ev.get('quantity', 1)} x {sku} at {span}"
     if not ev.get("observable", True):
-        return f"{what}: the plate could not weigh it (dead plate) and nothing else recovered it"
+        recovered = f"the cameras alone recovered {seen}" if seen else "nothing else recovered it"
+        return f"{what}: the plate could not weigh it (dead plate); {recovered}"
     if not near:
         return f"{what}: the edge detector published no weight event on that shelf around it"
     mine = [c for e in near for c in e.changes if c.session_id == session_id and c.sku == sku]
@@ -247,7 +252,10 @@ def explain_misses(
                 shelf, gondola = _shelf_of(layout, list(ev.get("plate_ids") or []))
                 near = decisions.near(shelf, gondola, float(ev["t_start"]), float(ev["t_end"]))
                 detected.update({e.msg_id: e for e in near})
-                reasons.append(_why_missing(ev, near, session_id, sku, t0))
+                seen = sum(
+                    c.quantity for c in decisions.camera_only if c.session_id == session_id and c.sku == sku
+                )
+                reasons.append(_why_missing(ev, near, session_id, sku, t0, seen))
             changed = [e for e in decisions.events if any(
                 c.session_id == session_id and c.sku == sku for c in e.changes)]
             detected.update({e.msg_id: e for e in changed})

@@ -94,6 +94,7 @@ def detections(layout: StoreLayout, shoppers: list[Shopper], events: list[dict[s
         return []
     cam = layout.cameras[0]
     rng = np.random.default_rng([seed, 4])
+    extra = np.random.default_rng([seed, 4, 2])  # the second and later items' boxes: old draws unchanged
     by_number = {s.plan.number: s for s in shoppers}
     out = []
     for ev in sorted(events, key=lambda e: (e["t_end"], e["shopper"])):
@@ -112,9 +113,12 @@ def detections(layout: StoreLayout, shoppers: list[Shopper], events: list[dict[s
         a, b = faults.outage or (math.inf, -math.inf)
         if a <= t <= b:
             continue
+        boxes = [(hx, hy)]
+        for _ in range(int(ev.get("quantity", 1)) - 1):  # one box per item in the hand
+            boxes.append((hx + extra.normal(0, 0.03), hy + extra.normal(0, 0.03)))
         out.append(Out(t, cam.node_id or cam.id, "detections", {"camera_id": cam.id, "detections": [
-            {"label": label, "confidence": round(confidence, 3), "x_m": round(float(hx), 3),
-             "y_m": round(float(hy), 3), "track_id": s.track_at(t)}]}))
+            {"label": label, "confidence": round(confidence, 3), "x_m": round(float(x), 3),
+             "y_m": round(float(y), 3), "track_id": s.track_at(t)} for x, y in boxes]}))
     return out
 
 

@@ -102,8 +102,11 @@ cart_changes = Table(
     Column("at", Double, nullable=False),
     Column("confidence", Double, nullable=False),
     Column("note", Text, nullable=False, default=""),
-    # The same weight event can never change the same cart twice, even if two workers race.
-    UniqueConstraint("session_id", "event_id", name="uq_cart_changes_session_event"),
+    # What decided the product: weight, planogram or vision ("" for staff corrections and older rows).
+    Column("evidence", String(16), nullable=False, server_default=""),
+    # One event changes one line per product, and the same weight event can never change the same cart
+    # twice, even if two workers race (the second insert of its first line fails).
+    UniqueConstraint("session_id", "event_id", "sku", name="uq_cart_changes_session_event_sku"),
 )
 
 receipts = Table(

@@ -244,6 +244,7 @@ class SqlAlchemySessionRepository:
                 "at": ch.at,
                 "confidence": ch.confidence,
                 "note": ch.note,
+                "evidence": ch.evidence,
             }
             for i, ch in enumerate(changes)
         ]
@@ -272,7 +273,7 @@ class SqlAlchemySessionRepository:
             )
             for r in rows:
                 by_id[r.session_id].changes.append(
-                    CartChange(r.event_id, r.sku, r.quantity, r.at, r.confidence, r.note)
+                    CartChange(r.event_id, r.sku, r.quantity, r.at, r.confidence, r.note, r.evidence)
                 )
             tt = orm.session_tracks
             bindings = self._s.execute(

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from store_server.domain.receipt import Receipt
 from store_server.domain.review import ReceiptCorrection
 from store_server.domain.session import ShopperSession
+from store_server.service.views import line_evidence
 
 
 class CartLinePublic(BaseModel):
@@ -14,6 +15,7 @@ class CartLinePublic(BaseModel):
     name: str
     quantity: int
     confidence: float
+    evidence: list[str] = []  # what decided the changes behind this line (weight, planogram, vision, staff)
 
 
 class CartChangePublic(BaseModel):
@@ -23,6 +25,7 @@ class CartChangePublic(BaseModel):
     at: float
     confidence: float
     note: str
+    evidence: str = ""  # what decided the product: weight, planogram or vision ("": a staff correction)
 
 
 class SessionPublic(BaseModel):
@@ -105,9 +108,14 @@ class Health(BaseModel):
 
 
 def session_public(s: ShopperSession, names: dict[str, str], detail: bool = False) -> SessionPublic:
+    evidence = line_evidence(s)
     cart = [
         CartLinePublic(
-            sku=ln.sku, name=names.get(ln.sku, ln.sku), quantity=ln.quantity, confidence=ln.confidence
+            sku=ln.sku,
+            name=names.get(ln.sku, ln.sku),
+            quantity=ln.quantity,
+            confidence=ln.confidence,
+            evidence=evidence.get(ln.sku, []),
         )
         for ln in s.cart()
     ]
@@ -124,7 +132,13 @@ def session_public(s: ShopperSession, names: dict[str, str], detail: bool = Fals
         return SessionPublic(**base)
     changes = [
         CartChangePublic(
-            event_id=c.event_id, sku=c.sku, quantity=c.quantity, at=c.at, confidence=c.confidence, note=c.note
+            event_id=c.event_id,
+            sku=c.sku,
+            quantity=c.quantity,
+            at=c.at,
+            confidence=c.confidence,
+            note=c.note,
+            evidence=c.evidence,
         )
         for c in s.changes
     ]

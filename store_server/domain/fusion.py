@@ -1,4 +1,4 @@
-"""Fusion: who changed the shelf, and what and how many did they take or put back.
+"""Fusion: who changed the shelf (tracks, shoppers); what and how many is :mod:`.explain`.
 
 Pure functions over a store layout, a weight event and the track history around its time. The answer
 depends on event times only, never on when evidence arrived (ARCHITECTURE principle 1).
@@ -7,7 +7,6 @@ depends on event times only, never on when evidence arrived (ARCHITECTURE princi
 from __future__ import annotations
 
 import bisect
-import math
 from dataclasses import dataclass, field
 
 from store_server.domain.layout import StoreLayout, distance
@@ -144,69 +143,26 @@ def nearest_shopper(
     return ShopperMatch(best, best_d, confidence)
 
 
-MAX_RELATIVE_ERROR = 0.1
-
-
-@dataclass(frozen=True)
-class ItemGuess:
-    sku: str
-    quantity: int
-    confidence: float
-    misplaced: bool = False
-
-
-def _weight_score(
-    delta: float, unit: float, std: float, noise: float, max_qty: int | None
-) -> tuple[int, float]:
-    qty = max(1, round(delta / unit))
-    if max_qty is not None:
-        qty = min(qty, max_qty)
-    sigma = math.sqrt(qty * std * std + noise * noise + 1.0)
-    z = (delta - qty * unit) / sigma
-    return qty, z
-
-
-def guess_items(
+def line_shoppers(
+    tracks: TrackHistory,
     layout: StoreLayout,
-    plate_ids: list[str],
-    delta_g: float,
-    noise_g: float,
-    cart: dict[str, int] | None = None,
-) -> ItemGuess | None:
-    """Which product, and how many, explain a weight change on ``plate_ids``.
+    candidates: list[str],
+    skus: list[str],
+    moved: list[str],
+    t0: float,
+    t1: float,
+    reach_m: float,
+) -> dict[str, ShopperMatch | None]:
+    """For an interaction of several products: the shopper closest to where each product's weight
+    left (its plates among the ``moved`` ones, else all its plates on that shelf).
 
-    A pick (negative delta) is explained by the products stocked on those plates. A put-back
-    (positive delta) is explained by what the shopper's ``cart`` holds, preferring products that
-    belong on those plates; a product that does not belong there is flagged ``misplaced``.
-    """
-    magnitude = abs(delta_g)
-    if magnitude < 1.0:
-        return None
-    on_plates = {layout.sku_on_plate[p] for p in plate_ids if p in layout.sku_on_plate}
-    pool: dict[str, int | None]
-    if delta_g < 0:
-        pool = dict.fromkeys(on_plates)
-    else:
-        pool = {sku: q for sku, q in (cart or {}).items() if q > 0}
-    scored: list[tuple[float, str, int, float]] = []
-    for sku, max_qty in pool.items():
-        product = layout.products[sku]
-        qty, z = _weight_score(magnitude, product.unit_weight_g, product.weight_std_g, noise_g, max_qty)
-        penalty = 0.0 if sku in on_plates else 1.0  # a misplaced return is possible, less likely
-        relative_error = abs(magnitude - qty * product.unit_weight_g) / (qty * product.unit_weight_g)
-        scored.append((z * z + penalty, sku, qty, relative_error))
-    if not scored:
-        return None
-    scored.sort()
-    cost, sku, qty, relative_error = scored[0]
-    z_best = math.sqrt(max(0.0, cost))
-    # Beyond five sigma nothing fits, unless the weight is still within MAX_RELATIVE_ERROR of a whole
-    # number of items: real products vary more than their catalogue spread says. Such a guess goes
-    # in with a confidence that falls with the misfit, so staff get to review it.
-    if z_best > 5.0 and relative_error > MAX_RELATIVE_ERROR:
-        return None
-    likelihoods = [math.exp(-c / 2) for c, *_ in scored]
-    confidence = likelihoods[0] / sum(likelihoods) if sum(likelihoods) > 0 else 1.0 / len(scored)
-    if z_best > 3.0:
-        confidence *= 3.0 / z_best
-    return ItemGuess(sku, qty, round(confidence, 4), misplaced=delta_g > 0 and sku not in on_plates)
+    Shoppers reaching into neighbouring plates at the same moment make one weight event (the shelf
+    couples them); each of them took what stands in front of them."""
+    shelf = layout.plates[moved[0]].shelf_id if moved and moved[0] in layout.plates else None
+    out: dict[str, ShopperMatch | None] = {}
+    for sku in skus:
+        own = [p for p in layout.plates_of_sku.get(sku, []) if p in layout.plates]
+        plates = [p for p in own if p in moved] or [p for p in own if layout.plates[p].shelf_id == shelf]
+        point = layout.plate_centroid(plates or moved)
+        out[sku] = nearest_shopper(tracks, candidates, point, t0, t1, reach_m)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -25,7 +26,9 @@ class CartLine:
 
 @dataclass(frozen=True)
 class CartChange:
-    """One change to a cart and the evidence for it (the message id of the weight event)."""
+    """One change to a cart and the evidence for it: the message id of the weight event, and what
+    decided the product (``evidence``: "weight", "planogram" or "vision"; "" when nothing was
+    recorded, e.g. a staff correction). One event may change several lines, one change per product."""
 
     event_id: str
     sku: str
@@ -33,6 +36,17 @@ class CartChange:
     at: float
     confidence: float
     note: str = ""
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
+class LineChange:
+    """One line of an event's decision, before it is applied to a cart."""
+
+    sku: str
+    quantity: int  # + taken, - put back
+    note: str = ""
+    evidence: str = ""
 
 
 @dataclass
@@ -100,24 +114,48 @@ class ShopperSession:
     def quantity_of(self, sku: str) -> int:
         return sum(c.quantity for c in self.changes if c.sku == sku)
 
-    def take(self, event_id: str, sku: str, quantity: int, at: float, confidence: float) -> bool:
-        """Add ``quantity`` of ``sku``; False when this event was applied already (idempotent)."""
-        if not self.is_open or self.has_applied(event_id) or quantity <= 0:
-            return False
-        self.changes.append(CartChange(event_id, sku, quantity, at, confidence))
-        return True
+    def apply(self, event_id: str, at: float, confidence: float, lines: Sequence[LineChange]) -> bool:
+        """Apply every line of one event at once, or none; False when nothing changed (a closed visit,
+        an event applied already, or only put-backs of what the cart does not hold).
 
-    def put_back(
-        self, event_id: str, sku: str, quantity: int, at: float, confidence: float, note: str = ""
-    ) -> bool:
-        """Remove up to ``quantity`` of ``sku`` (never below zero)."""
+        Lines of the same product are summed; a put-back removes at most what the cart holds."""
         if not self.is_open or self.has_applied(event_id):
             return False
-        quantity = min(quantity, self.quantity_of(sku))
+        merged: dict[str, LineChange] = {}
+        for ln in lines:
+            first = merged.get(ln.sku, ln)
+            quantity = ln.quantity + (first.quantity if ln.sku in merged else 0)
+            merged[ln.sku] = LineChange(ln.sku, quantity, first.note, first.evidence)
+        out: list[CartChange] = []
+        for ln in merged.values():
+            quantity = ln.quantity if ln.quantity > 0 else -min(-ln.quantity, self.quantity_of(ln.sku))
+            if quantity:
+                out.append(CartChange(event_id, ln.sku, quantity, at, confidence, ln.note, ln.evidence))
+        self.changes.extend(out)
+        return bool(out)
+
+    def take(
+        self, event_id: str, sku: str, quantity: int, at: float, confidence: float, evidence: str = ""
+    ) -> bool:
+        """Add ``quantity`` of ``sku``; False when this event was applied already (idempotent)."""
         if quantity <= 0:
             return False
-        self.changes.append(CartChange(event_id, sku, -quantity, at, confidence, note))
-        return True
+        return self.apply(event_id, at, confidence, [LineChange(sku, quantity, "", evidence)])
+
+    def put_back(
+        self,
+        event_id: str,
+        sku: str,
+        quantity: int,
+        at: float,
+        confidence: float,
+        note: str = "",
+        evidence: str = "",
+    ) -> bool:
+        """Remove up to ``quantity`` of ``sku`` (never below zero)."""
+        if quantity <= 0:
+            return False
+        return self.apply(event_id, at, confidence, [LineChange(sku, -quantity, note, evidence)])
 
     def last_evidence(self) -> float:
         """The latest event time the visit itself records: the entry, a track bound, a cart change."""

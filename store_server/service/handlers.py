@@ -13,14 +13,25 @@ from typing import Any
 
 from edge.contracts import GatePass, WeightEvent
 from store_server import metrics
-from store_server.domain.fusion import TrackHistory, continuation, guess_items, nearest_shopper
+from store_server.domain.fusion import TrackHistory, continuation, nearest_shopper
 from store_server.domain.layout import StoreLayout, Zone, distance
 from store_server.domain.pricing import price_cart
 from store_server.domain.receipt import Receipt, receipt_id_for
-from store_server.domain.session import ShopperSession, session_id_for
+from store_server.domain.session import LineChange, ShopperSession, session_id_for
+from store_server.domain.sightings import Sightings
 from store_server.service import review_open as review
 from store_server.service.accounts import EntryRejected, admit
 from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
+from store_server.service.sensor_health import SensorHealth
+from store_server.service.vision_picks import unweighed_picks, visit_evidence
+from store_server.service.weight_decision import (
+    carts_of,
+    count_noise,
+    explain_event,
+    owners,
+    reach_point,
+    shoppers_at,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +52,8 @@ class Context:
     secret_key: bytes | None = None
     accept_raw_tokens: bool = False
     review_below: float = 0.6
+    sightings: Sightings | None = None  # camera item detections (the processor keeps them)
+    sensor_health: SensorHealth | None = None  # what the shelf nodes say of their load cells
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,11 @@ def open_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, recei
 
 
 def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, received_at: float) -> Outcome:
+    """Explain a weight event as a whole and apply every line of it to its shopper's cart at once.
+
+    One event opens at most one review item, whatever number of plates it moved: unattributed (nobody
+    within reach), unexplained (no product fits) or low confidence (applied, but doubtful). A change
+    below the noise floor of those plates opens none."""
     unknown = [p for p in msg.plate_ids if p not in ctx.layout.plates]
     if unknown:
         return reject(
@@ -171,7 +189,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     match = nearest_shopper(
         ctx.tracks,
         sorted(sessions),
-        ctx.layout.plate_centroid(msg.plate_ids),
+        reach_point(ctx.layout, msg),
         msg.t_start - w,
         msg.t_end + w,
         ctx.reach_m,
@@ -185,34 +203,53 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         shopper_confidence = ALONE_CONFIDENCE
         metrics.DECISIONS.labels(outcome="only_shopper").inc()
     else:
+        # Whoever it was, a put-back came from one of the carts in the store.
+        unattributed = explain_event(ctx, msg, carts_of(in_store))
+        if unattributed.verdict == "noise":
+            count_noise(msg, unattributed)
+            return Outcome("noise")
         logger.warning("weight event %s (%+.0f g) has no shopper within reach", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_shopper").inc()
-        if in_store:  # issue 6: staff decide whose it was
-            review.open_unattributed(ctx, uow, msg, in_store)
+        if in_store:  # staff decide whose it was
+            review.open_unattributed(ctx, uow, msg, in_store, unattributed)
         return Outcome("unattributed")
     if session.has_applied(msg.msg_id):
         return Outcome("duplicate", session.id)
     cart = {line.sku: line.quantity for line in session.cart()}
-    guess = guess_items(
-        ctx.layout, msg.plate_ids, msg.delta_g, msg.noise_g, cart if msg.delta_g > 0 else None
+    # Camera evidence: products seen in this shopper's hands (or at these plates) around the event.
+    vision = (
+        ctx.sightings.scores(
+            ctx.layout, list(msg.plate_ids), msg.t_start - w, msg.t_end + w, session.track_ids()
+        )
+        if ctx.sightings is not None
+        else None
     )
-    if guess is None:
+    exp = explain_event(ctx, msg, cart, vision=vision or None, shoppers=shoppers_at(ctx, msg, sessions))
+    if exp.verdict == "noise":
+        count_noise(msg, exp)
+        return Outcome("noise", session.id)
+    if not exp.explained:
         logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_product").inc()
-        review.open_unexplained(ctx, uow, msg, session)  # issue 6: staff decide what it was
+        review.open_unexplained(ctx, uow, msg, session, exp)  # staff decide what it was
         return Outcome("unexplained", session.id)
-    confidence = round(guess.confidence * shopper_confidence * msg.confidence, 4)
-    if msg.delta_g < 0:
-        session.take(msg.msg_id, guess.sku, guess.quantity, msg.t_end, confidence)
-        metrics.DECISIONS.labels(outcome="pick").inc()
-    else:
-        note = "misplaced" if guess.misplaced else ""
-        session.put_back(msg.msg_id, guess.sku, guess.quantity, msg.t_end, confidence, note)
-        metrics.DECISIONS.labels(outcome="misplaced_return" if guess.misplaced else "putback").inc()
-    uow.sessions.save(session)
-    if confidence < ctx.review_below and session.has_applied(msg.msg_id):
-        # Issue 6: the best guess stays in the cart and staff get the evidence to confirm or fix it.
-        review.open_low_confidence(ctx, uow, msg, session, shopper_confidence, confidence)
+    doubtful: tuple[ShopperSession, float, float] | None = None
+    for owner, owner_confidence, owned in owners(ctx, msg, exp, sessions, session, shopper_confidence):
+        confidence = round(exp.confidence * owner_confidence * msg.confidence, 4)
+        lines = [
+            LineChange(ln.sku, ln.quantity, "misplaced" if ln.misplaced else "", ln.evidence) for ln in owned
+        ]
+        if owner.apply(msg.msg_id, msg.t_end, confidence, lines):
+            for ln in owned:
+                kind = "pick" if ln.quantity > 0 else "misplaced_return" if ln.misplaced else "putback"
+                metrics.DECISIONS.labels(outcome=kind).inc()
+        uow.sessions.save(owner)
+        if owner.has_applied(msg.msg_id) and (doubtful is None or confidence < doubtful[2]):
+            doubtful = (owner, owner_confidence, confidence)
+    if doubtful is not None and doubtful[2] < ctx.review_below:
+        # The best guess stays in the cart and staff get the evidence to confirm or fix it (one item
+        # for the event, on its least certain shopper).
+        review.open_low_confidence(ctx, uow, msg, doubtful[0], exp, doubtful[1], doubtful[2])
     return Outcome("cart_changed", session.id)
 
 
@@ -278,6 +315,18 @@ def charge_visit(
     return receipt
 
 
+def _add_unweighed_picks(ctx: Context, uow: UnitOfWork, session: ShopperSession, at: float) -> None:
+    """Products the cameras saw in the shopper's hands that no plate could weigh (a dead or silent
+    plate) go on the bill at the exit, with evidence "vision"; a doubtful one also goes to staff."""
+    failed = ctx.sensor_health.failed_plates() if ctx.sensor_health is not None else frozenset()
+    for line in unweighed_picks(visit_evidence(uow, ctx.layout, session, at, failed), session, at):
+        change = LineChange(line.sku, line.quantity, line.note, line.evidence)
+        if session.apply(line.event_id, line.at, line.confidence, [change]):
+            metrics.DECISIONS.labels(outcome="vision_pick").inc()
+            if line.confidence < ctx.review_below:
+                review.open_vision_pick(ctx, uow, session, line)
+
+
 def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
     gate = ctx.layout.gate(msg.gate_id)
     if gate is None or gate.direction != "exit":
@@ -306,6 +355,7 @@ def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, rece
         uow.sessions.save(session)
         metrics.DECISIONS.labels(outcome="member_left").inc()
         return Outcome("member_left", session.id)
+    _add_unweighed_picks(ctx, uow, session, msg.ts)
     if not session.cart():
         session.leave(msg.ts, None)
         uow.sessions.save(session)

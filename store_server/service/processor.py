@@ -19,6 +19,7 @@ from store_server import metrics
 from store_server.backend.api import OrderBackend, OrderIn
 from store_server.domain.fusion import TrackHistory
 from store_server.domain.layout import StoreLayout
+from store_server.domain.sightings import Sightings
 from store_server.domain.watermark import Watermark
 from store_server.service import handlers
 from store_server.service.grants import NodeGrants
@@ -31,6 +32,7 @@ from store_server.service.ingest import (
     sort_messages,
 )
 from store_server.service.ports import Clock, DeadLetter, InboxRow, Mailer, PaymentGateway, UnitOfWork
+from store_server.service.sensor_health import SensorHealth
 from store_server.service.visit_timeout import VisitTimeouts
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,9 @@ class StoreProcessor:
 
     def __post_init__(self) -> None:
         self.tracks = TrackHistory(horizon_s=TRACK_HORIZON_S)
+        # Camera item detections, kept like the tracks: fusion weighs them for the events it decides.
+        self.sightings = Sightings(horizon_s=TRACK_HORIZON_S)
+        self.sensor_health = SensorHealth(self.layout)  # the shelf nodes' word on their load cells
         self.grants = NodeGrants(self.layout)
         self.watermark = Watermark(
             expected_nodes(self.layout),
@@ -98,6 +103,8 @@ class StoreProcessor:
         self.ctx = handlers.Context(
             self.layout, self.tracks, self.payments, self.delays.assign_window_s, self.reach_m
         )
+        self.ctx.sightings = self.sightings
+        self.ctx.sensor_health = self.sensor_health
         self._lock = threading.Lock()
         self.receipt_listeners: list[Callable[[str], None]] = []
         # Issue 6, live push: called after each commit with ("tracks", rows), ("status", statuses) or
@@ -116,12 +123,20 @@ class StoreProcessor:
                 self.watermark.observe(node, ts)
             since = self.watermark.value() - TRACK_HORIZON_S
             rows = uow.inbox.of_kind_since("tracks", since) if self.watermark.latest else []
+            seen = uow.inbox.of_kind_since("detections", since) if self.watermark.latest else []
             if self.watermark.latest:
                 self.visits.recover(uow, self.watermark.value())
         for row in rows:
             self._remember_tracks(row)
+        for row in seen:
+            self._remember_detections(row)
         if self.watermark.latest:
-            logger.info("recovered: watermark %.3f, %d track messages", self.watermark.value(), len(rows))
+            logger.info(
+                "recovered: watermark %.3f, %d track and %d detections messages",
+                self.watermark.value(),
+                len(rows),
+                len(seen),
+            )
         self.process_due()
         self.relay_outbox()
 
@@ -204,10 +219,13 @@ class StoreProcessor:
                 metrics.LATE.inc()
             if row.kind == "tracks":
                 self._remember_tracks(row)
+            elif row.kind == "detections":
+                self._remember_detections(row)
             self.watermark.observe(row.node_id, row.ts)
         for node_id, ts in sorted_.samples:
             self.watermark.observe(node_id, ts)
         for status in sorted_.statuses:
+            self.sensor_health.update(status)
             if status.state == "offline":
                 self.watermark.went_offline(status.node_id)
         metrics.WATERMARK.set(max(self.watermark.value(), 0.0))
@@ -238,6 +256,9 @@ class StoreProcessor:
                     continue
                 live.add(track_id)
             self.tracks.add(track_id, row.ts, point["x_m"], point["y_m"])
+
+    def _remember_detections(self, row: InboxRow) -> None:
+        self.sightings.add_message(row.msg_id, row.ts, row.payload, self.layout.products)
 
     # -- decisions --------------------------------------------------------------------------------
     def process_due(self, batch: int = 200) -> int:
@@ -295,7 +316,16 @@ class StoreProcessor:
                 break
         self.visits.remember(self.watermark.value())
         self.tracks.forget_before(self.watermark.value())
+        self.sightings.forget_before(self.watermark.value())
         self._live_tracks = set(self.tracks.track_ids())
+        if self.sightings.refused:
+            logger.warning(
+                "%d item sightings refused: more than %d within %.0f s (a camera flooding detections?)",
+                self.sightings.refused,
+                self.sightings.max_kept,
+                TRACK_HORIZON_S,
+            )
+            self.sightings.refused = 0
         if self._refused_tracks:
             logger.warning(
                 "%d track points refused: more than %d tracks within %.0f s (a camera inventing ids?)",

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from edge.contracts import WeightEvent
 from store_server import metrics
+from store_server.domain.explain import Explanation
 from store_server.domain.layout import StoreLayout
 from store_server.domain.pricing import price_cart
 from store_server.domain.review import (
     Correction,
     ReviewItem,
     ReviewKind,
-    candidate_products,
     review_id_for,
 )
 from store_server.domain.session import ShopperSession
@@ -25,12 +25,64 @@ from store_server.service.ports import UnitOfWork
 
 if TYPE_CHECKING:
     from store_server.service.handlers import Context
+    from store_server.service.vision_picks import VisionLine
 
 NEARBY_FACTOR = 3.0  # shoppers up to 3x the reach are listed as "nearby"
 NEARBY_MARGIN_S = 2.0  # and seen up to this long around the event
 
 
-def weight_evidence(ctx: Context, msg: WeightEvent, cart: dict[str, int] | None) -> dict[str, Any]:
+def explanation_evidence(layout: StoreLayout, exp: Explanation) -> dict[str, Any]:
+    """The explanation as JSON for a review item and the run report."""
+
+    def name(sku: str) -> str:
+        p = layout.products.get(sku)
+        return p.name if p else sku
+
+    return {
+        "verdict": exp.verdict,
+        "total_g": round(exp.total_g, 1),
+        "plate_deltas_g": {p: round(d, 1) for p, d in exp.plate_changes.items()},
+        "centroid": exp.centroid,
+        "noise_floor_g": round(exp.noise_floor_g, 1),
+        "product_confidence": exp.confidence,
+        "decision": [
+            {
+                "sku": ln.sku,
+                "name": name(ln.sku),
+                "quantity": ln.quantity,
+                "misplaced": ln.misplaced,
+                "evidence": ln.evidence,
+            }
+            for ln in exp.lines
+        ],
+        "candidates": [
+            {
+                # The first line's product and quantity stay at the top level for single-product readers.
+                "sku": c.lines[0][0],
+                "name": " + ".join(name(s) for s, _ in c.lines),
+                "quantity": abs(c.lines[0][1]),
+                "expected_g": c.expected_g,
+                "likelihood": c.share,
+                "on_plate": c.near,
+                "lines": [{"sku": s, "name": name(s), "quantity": q} for s, q in c.lines],
+                "scores": {
+                    "weight": round(c.weight, 2),
+                    "planogram": round(c.planogram, 2),
+                    "complexity": round(c.complexity, 2),
+                    "vision": round(c.vision, 2),
+                    "total": round(c.cost, 2),
+                },
+                "z": round(c.z, 2),
+                "fits": c.fits,
+            }
+            for c in exp.candidates
+        ],
+    }
+
+
+def weight_evidence(ctx: Context, msg: WeightEvent, exp: Explanation) -> dict[str, Any]:
+    """The whole interaction for staff: plates and their deltas, the shelf total, the candidates
+    with their scores, and what was decided on which evidence."""
     plate = ctx.layout.plates.get(msg.plate_ids[0])
     x, y = ctx.layout.plate_centroid(msg.plate_ids)
     return {
@@ -42,12 +94,12 @@ def weight_evidence(ctx: Context, msg: WeightEvent, cart: dict[str, int] | None)
         "level": ctx.layout.shelves[msg.shelf_id][1].level if msg.shelf_id in ctx.layout.shelves else None,
         "index": plate.index if plate else None,
         "delta_g": round(msg.delta_g, 1),
+        "shelf_delta_g": None if msg.shelf_delta_g is None else round(msg.shelf_delta_g, 1),
         "noise_g": round(msg.noise_g, 2),
         "t_start": msg.t_start,
         "t_end": msg.t_end,
         "edge_confidence": msg.confidence,
-        "candidates": candidate_products(ctx.layout, msg.plate_ids, msg.delta_g, msg.noise_g, cart),
-    }
+    } | explanation_evidence(ctx.layout, exp)
 
 
 def nearby_shoppers(ctx: Context, msg: WeightEvent, sessions: list[ShopperSession]) -> list[dict[str, Any]]:
@@ -85,24 +137,34 @@ def _name(ctx: Context, sku: str) -> str:
     return product.name if product else sku
 
 
+def _what(ctx: Context, quantities: list[tuple[str, int]]) -> str:
+    return " + ".join(f"{abs(q)}x {_name(ctx, sku)}" for sku, q in quantities)
+
+
 def open_low_confidence(
     ctx: Context,
     uow: UnitOfWork,
     msg: WeightEvent,
     session: ShopperSession,
+    exp: Explanation,
     shopper_confidence: float,
     confidence: float,
 ) -> None:
-    change = next(c for c in session.changes if c.event_id == msg.msg_id)
-    cart = {ln.sku: ln.quantity for ln in session.cart()}
-    evidence = weight_evidence(ctx, msg, cart)
+    """One item for the whole event, however many lines it put in the cart."""
+    changes = [c for c in session.changes if c.event_id == msg.msg_id]
+    evidence = weight_evidence(ctx, msg, exp)
     evidence |= {
         "nearby": nearby_shoppers(ctx, msg, uow.sessions.open_sessions()),
         "shopper_confidence": round(shopper_confidence, 4),
         "confidence": confidence,
-        "guess": {"sku": change.sku, "quantity": change.quantity},
+        "guess": {
+            "sku": changes[0].sku,
+            "quantity": changes[0].quantity,
+            "lines": [{"sku": c.sku, "quantity": c.quantity, "evidence": c.evidence} for c in changes],
+        },
     }
-    verb = "took" if change.quantity > 0 else "put back"
+    verb = "took" if changes[0].quantity > 0 else "put back"
+    what = _what(ctx, [(c.sku, c.quantity) for c in changes])
     _add(
         uow,
         ReviewItem(
@@ -111,18 +173,23 @@ def open_low_confidence(
             created_at=msg.t_end,
             event_id=msg.msg_id,
             session_id=session.id,
-            summary=f"{session.id} {verb} {abs(change.quantity)}x {_name(ctx, change.sku)}? "
-            f"(confidence {confidence:.2f})",
+            summary=f"{session.id} {verb} {what}? (confidence {confidence:.2f})",
             evidence=evidence,
-            applied=Correction(session.id, change.sku, change.quantity),
+            # A review item undoes one line; the event's other lines are listed in the evidence.
+            applied=Correction(session.id, changes[0].sku, changes[0].quantity),
         ),
     )
 
 
+def _where(msg: WeightEvent) -> str:
+    plates = len(msg.plate_ids)
+    return f"{msg.shelf_id}" + (f" ({plates} plates)" if plates > 1 else "")
+
+
 def open_unattributed(
-    ctx: Context, uow: UnitOfWork, msg: WeightEvent, in_store: list[ShopperSession]
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, in_store: list[ShopperSession], exp: Explanation
 ) -> None:
-    evidence = weight_evidence(ctx, msg, None) | {"nearby": nearby_shoppers(ctx, msg, in_store)}
+    evidence = weight_evidence(ctx, msg, exp) | {"nearby": nearby_shoppers(ctx, msg, in_store)}
     what = "taken from" if msg.delta_g < 0 else "put on"
     _add(
         uow,
@@ -132,16 +199,17 @@ def open_unattributed(
             created_at=msg.t_end,
             event_id=msg.msg_id,
             session_id=None,
-            summary=f"{abs(msg.delta_g):.0f} g {what} {msg.shelf_id} with nobody within reach "
+            summary=f"{abs(msg.delta_g):.0f} g {what} {_where(msg)} with nobody within reach "
             f"({len(in_store)} shoppers in store)",
             evidence=evidence,
         ),
     )
 
 
-def open_unexplained(ctx: Context, uow: UnitOfWork, msg: WeightEvent, session: ShopperSession) -> None:
-    cart = {ln.sku: ln.quantity for ln in session.cart()}
-    evidence = weight_evidence(ctx, msg, cart) | {
+def open_unexplained(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, session: ShopperSession, exp: Explanation
+) -> None:
+    evidence = weight_evidence(ctx, msg, exp) | {
         "nearby": nearby_shoppers(ctx, msg, uow.sessions.open_sessions())
     }
     _add(
@@ -152,7 +220,7 @@ def open_unexplained(ctx: Context, uow: UnitOfWork, msg: WeightEvent, session: S
             created_at=msg.t_end,
             event_id=msg.msg_id,
             session_id=session.id,
-            summary=f"{msg.delta_g:+.0f} g on {msg.shelf_id} matches no product ({session.id})",
+            summary=f"{msg.delta_g:+.0f} g on {_where(msg)} matches no product ({session.id})",
             evidence=evidence,
         ),
     )
@@ -223,5 +291,31 @@ def open_visit_timeout(
                 "currency": bill.currency,
                 "charged": False,
             },
+        ),
+    )
+
+
+def open_vision_pick(ctx: Context, uow: UnitOfWork, session: ShopperSession, line: VisionLine) -> None:
+    """A line only the cameras saw (its plate could not weigh it), applied at the exit but doubtful."""
+    what = _what(ctx, [(line.sku, line.quantity)])
+    _add(
+        uow,
+        ReviewItem(
+            id=review_id_for(ReviewKind.LOW_CONFIDENCE, line.event_id),
+            kind=ReviewKind.LOW_CONFIDENCE,
+            created_at=line.at,
+            event_id=line.event_id,
+            session_id=session.id,
+            summary=f"{session.id} took {what}? seen by the camera only (confidence {line.confidence:.2f})",
+            evidence={
+                "evidence": "vision",
+                "plate_ids": [line.plate_id],
+                "track_id": line.track_id,
+                "confidence": line.confidence,
+                "note": line.note,
+                "guess": {"sku": line.sku, "quantity": line.quantity,
+                          "lines": [{"sku": line.sku, "quantity": line.quantity, "evidence": "vision"}]},
+            },
+            applied=Correction(session.id, line.sku, line.quantity),
         ),
     )

@@ -16,8 +16,22 @@ RECENT_CLOSED = 8  # closed visits the dashboard keeps showing under the open on
 LOW_STOCK_SHARE = 0.25
 
 
+def line_evidence(s: ShopperSession) -> dict[str, list[str]]:
+    """Per product, what decided the changes that put it in the cart (weight, planogram, vision;
+    "staff" for a review correction), in the order they happened, each once."""
+    out: dict[str, list[str]] = {}
+    for c in s.changes:
+        if c.quantity > 0:
+            kind = c.evidence or ("staff" if c.note.startswith("review:") else "")
+            seen = out.setdefault(c.sku, [])
+            if kind and kind not in seen:
+                seen.append(kind)
+    return out
+
+
 def session_view(s: ShopperSession, layout: StoreLayout) -> dict[str, Any]:
     products = layout.products
+    evidence = line_evidence(s)
     cart: list[dict[str, Any]] = [
         {
             "sku": ln.sku,
@@ -25,6 +39,7 @@ def session_view(s: ShopperSession, layout: StoreLayout) -> dict[str, Any]:
             "quantity": ln.quantity,
             "confidence": round(ln.confidence, 3),
             "price_cents": products[ln.sku].price_cents if ln.sku in products else 0,
+            "evidence": evidence.get(ln.sku, []),
         }
         for ln in s.cart()
     ]

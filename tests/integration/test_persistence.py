@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store_server.adapters import orm
@@ -23,7 +24,7 @@ from store_server.backend.embedded import EmbeddedBackend
 from store_server.backend.tables import metadata as backend_metadata
 from store_server.domain.pricing import Bill, BillLine
 from store_server.domain.receipt import Receipt, receipt_id_for
-from store_server.domain.session import SessionState, ShopperSession
+from store_server.domain.session import CartChange, LineChange, SessionState, ShopperSession
 from store_server.service.ports import DeadLetter, InboxRow, Mailer, PaymentGateway, UnitOfWork
 
 pytestmark = pytest.mark.integration
@@ -174,6 +175,28 @@ def test_concurrent_add_many_never_duplicates(session_factory: sessionmaker[Sess
     assert sorted(returned) == sorted(r.msg_id for r in rows)  # each new row reported exactly once
     with SqlAlchemyUnitOfWork(session_factory) as uow:
         assert uow.inbox.count() == 400
+
+
+def test_one_event_changes_two_lines_with_their_evidence_and_never_twice(
+    session_factory: sessionmaker[Session],
+) -> None:
+    s = ShopperSession("s-two", "s1", "acct-1", entered_at=100.0)
+    lines = [LineChange("cola", 1, evidence="planogram"), LineChange("chips", 2, evidence="weight")]
+    assert s.apply("n1:9", 101.0, 0.8, lines)
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
+        uow.sessions.add(s)
+        uow.commit()
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
+        loaded = uow.sessions.get("s-two")
+        assert loaded is not None and loaded.has_applied("n1:9")
+        assert [(c.sku, c.quantity, c.evidence) for c in loaded.changes] == [
+            ("cola", 1, "planogram"),
+            ("chips", 2, "weight"),
+        ]
+        # A second worker that decided the same event again cannot store it: the key refuses it.
+        loaded.changes.append(CartChange("n1:9", "cola", 1, 101.0, 0.8, "", "planogram"))
+        with pytest.raises(IntegrityError):
+            uow.sessions.save(loaded)
 
 
 def test_session_round_trip_with_cart_changes(session_factory: sessionmaker[Session]) -> None:

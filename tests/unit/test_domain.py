@@ -1,11 +1,11 @@
-"""Pure domain logic: sessions and carts, fusion, pricing, the watermark."""
+"""Pure domain logic: sessions and carts, fusion, pricing, the watermark (explanations: test_explain)."""
 
 from __future__ import annotations
 
-from store_server.domain.fusion import TrackHistory, guess_items, nearest_shopper
+from store_server.domain.fusion import TrackHistory, nearest_shopper
 from store_server.domain.layout import Product
 from store_server.domain.pricing import price_cart
-from store_server.domain.session import CartLine, SessionState, ShopperSession
+from store_server.domain.session import CartLine, LineChange, SessionState, ShopperSession
 from store_server.domain.watermark import Watermark
 
 
@@ -13,28 +13,6 @@ def test_plates_sit_on_the_facing_side_of_their_gondola(layout):
     p1, p4 = layout.plates["P1"], layout.plates["P4"]
     assert (p1.x_m, p1.y_m) == (2.5, 4.0)  # south face of a gondola starting at y=4
     assert p4.x_m == 5.5
-
-
-def test_a_pick_is_explained_by_the_product_on_the_plate_with_its_quantity(layout):
-    guess = guess_items(layout, ["P3"], -362.0, 0.5)
-    assert (guess.sku, guess.quantity) == ("chips", 2)
-    assert guess.confidence == 1.0  # only one product there
-
-
-def test_near_identical_neighbours_are_told_apart_by_the_plate(layout):
-    assert guess_items(layout, ["P2"], -351.0, 0.5).sku == "lemon"
-    both = guess_items(layout, ["P1", "P2"], -352.0, 0.5)
-    assert both.confidence < 0.7  # two products fit: the decision is flagged as unsure
-
-
-def test_a_put_back_is_explained_by_the_cart_and_a_foreign_product_is_misplaced(layout):
-    guess = guess_items(layout, ["P3"], 351.0, 0.5, cart={"cola": 2})
-    assert (guess.sku, guess.quantity, guess.misplaced) == ("cola", 1, True)
-    assert guess_items(layout, ["P1"], 350.0, 0.5, cart={}) is None
-
-
-def test_a_change_matching_nothing_is_not_guessed(layout):
-    assert guess_items(layout, ["P1"], -90.0, 0.5) is None
 
 
 def test_the_nearest_shopper_in_the_event_window_is_chosen_and_a_close_second_lowers_confidence():
@@ -63,6 +41,25 @@ def test_cart_follows_picks_and_put_backs_and_ignores_a_repeated_event():
     assert not s.take("e4", "cola", 1, 6.0, 1.0)  # a closed visit does not change
 
 
+def test_the_lines_of_one_event_go_in_together_once_with_their_evidence():
+    s = ShopperSession("s-1", "t", "acct", 0.0, "a")
+    lines = [LineChange("cola", 1, evidence="planogram"), LineChange("chips", 2, evidence="weight")]
+    assert s.apply("e1", 1.0, 0.8, lines)
+    assert s.has_applied("e1") and not s.apply("e1", 1.0, 0.8, lines)  # delivered twice: applied once
+    assert [(c.sku, c.quantity, c.evidence) for c in s.changes] == [
+        ("cola", 1, "planogram"),
+        ("chips", 2, "weight"),
+    ]
+    # A put-back of two products of which the cart holds one: that one comes out, never below zero.
+    assert s.apply("e2", 2.0, 0.9, [LineChange("cola", -1, "misplaced"), LineChange("lemon", -1)])
+    assert [(ln.sku, ln.quantity) for ln in s.cart()] == [("chips", 2)]
+    assert s.changes[-1].note == "misplaced" and not s.has_applied("e3")
+    assert not s.apply("e3", 3.0, 1.0, [LineChange("lemon", -1)])  # nothing to take out: no change
+    assert not s.has_applied("e3")
+    assert s.apply("e4", 4.0, 1.0, [LineChange("chips", -1), LineChange("chips", -1)])  # one line per product
+    assert [(c.sku, c.quantity) for c in s.changes if c.event_id == "e4"] == [("chips", -2)]
+
+
 def test_pricing_is_integer_cents_with_tax_per_class_rounded_half_up():
     products = {
         "a": Product(sku="a", name="A", barcode="40000000", unit_weight_g=1, price_cents=129),
@@ -89,10 +86,3 @@ def test_watermark_waits_for_the_slowest_live_node_and_not_for_dead_ones():
     assert wm.value() == 101.0
     wm.observe("cam", 130.0)  # shelf is now 28 s behind: stale, no longer waited for
     assert wm.value() == 130.0
-
-
-def test_a_weight_a_little_off_the_catalogue_is_still_taken_but_with_low_confidence(layout):
-    guess = guess_items(layout, ["P1"], -372.0, 0.5)  # 22 g over a 350 g can with std 3 g: 7 sigma, 6 %
-    assert (guess.sku, guess.quantity) == ("cola", 1)
-    assert guess.confidence < 0.5
-    assert guess_items(layout, ["P1"], -420.0, 0.5) is None  # 20 % off: not a can of cola

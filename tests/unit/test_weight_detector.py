@@ -59,7 +59,9 @@ def test_an_item_on_two_plates_is_one_event() -> None:
     assert ev.plate_deltas == pytest.approx((-140.0, -210.0), abs=0.6)
 
 
-def test_simultaneous_picks_stay_separate_on_distant_and_on_neighbouring_plates() -> None:
+def test_simultaneous_picks_on_distant_plates_stay_apart_and_on_neighbouring_plates_are_one() -> None:
+    # Two hands at neighbouring plates at the same moment cannot be told apart on a real shelf
+    # (coupling mixes their signals): one interaction that carries each plate's change and the total.
     events = run(
         shelf(
             [
@@ -71,7 +73,10 @@ def test_simultaneous_picks_stay_separate_on_distant_and_on_neighbouring_plates(
         )
     )
     got = sorted((e.plate_ids, round(e.delta_g)) for e in events)
-    assert got == [(("p1",), -200), (("p2",), -300), (("p3",), -300), (("p4",), -90)]
+    assert got == [(("p1",), -200), (("p2", "p3"), -600), (("p4",), -90)]
+    (both,) = [e for e in events if len(e.plate_ids) == 2]
+    assert both.plate_deltas == pytest.approx((-300.0, -300.0), abs=0.8)
+    assert both.shelf_delta_g == pytest.approx(both.delta_g)
 
 
 def smooth_steps(
@@ -113,15 +118,15 @@ def test_an_item_sliding_off_two_plates_in_a_smooth_step_is_one_event(
     assert ev.plate_deltas == pytest.approx((-156.0, -104.0), abs=0.8)
 
 
-def test_two_smooth_steps_of_two_shoppers_on_neighbouring_plates_stay_separate() -> None:
-    # As smooth as the case above, but two lifts: their shapes do not line up. (Hand-free steps only
-    # 0.05-0.1 s apart still pass the proportional-motion test: real picks carry hand motion.)
+def test_two_smooth_steps_on_neighbouring_plates_at_once_are_one_interaction_with_both_changes() -> None:
     for lag_s, duration_s in [(0.0, 0.7), (0.2, 1.0), (0.3, 1.2), (-0.15, 0.8)]:
         x = smooth_steps(
             [(6.0, {1: -300.0}, 1.0), (6.0 + lag_s, {2: -300.0}, duration_s)], [0.002, 0.008, 0.0, 0.0]
         )
-        got = sorted((e.plate_ids, round(e.delta_g)) for e in run(x, t0=0.0))
-        assert got == [(("p2",), -300), (("p3",), -300)], (lag_s, duration_s)
+        (ev,) = run(x, t0=0.0)
+        assert ev.plate_ids == ("p2", "p3"), (lag_s, duration_s)
+        assert ev.plate_deltas == pytest.approx((-300.0, -300.0), abs=1.0), (lag_s, duration_s)
+        assert ev.delta_g == pytest.approx(-600.0, abs=1.5)
 
 
 def test_plates_of_different_shelves_never_merge() -> None:
@@ -172,10 +177,12 @@ def _random_day(rng: np.random.Generator, plates: list[str], seconds: float) -> 
     busy_until = dict.fromkeys(range(len(plates)), 0.0)
     t = 2.0
     while t < seconds - 4.0:
-        t += float(rng.exponential(1.2))
+        t += float(rng.exponential(0.6))
         p = int(rng.integers(len(plates)))
         group = [p, p + 1] if rng.random() < 0.1 and p + 1 < len(plates) else [p]
-        if any(busy_until[q] > t for q in group) or t > seconds - 4.0:
+        # One hand at a time on a plate and its neighbours: hands side by side are one interaction.
+        reach = {q for g in group for q in (g - 1, g, g + 1) if 0 <= q < len(plates)}
+        if any(busy_until[q] > t for q in reach) or t > seconds - 4.0:
             continue
         dur = float(rng.uniform(0.5, 1.5))
         grams = float(rng.uniform(45.0, 1500.0)) * (1 if rng.random() < 0.2 else -1)
@@ -184,7 +191,7 @@ def _random_day(rng: np.random.Generator, plates: list[str], seconds: float) -> 
         if len(group) == 2:
             deltas[plates[group[1]]] = grams * (1 - share)
         changes.append(Change(1000.0 + t, deltas, dur))
-        for q in group:
+        for q in reach:
             busy_until[q] = t + dur + 2.5
     return changes
 
@@ -193,7 +200,7 @@ def _random_day(rng: np.random.Generator, plates: list[str], seconds: float) -> 
 def test_precision_recall_and_weight_error_over_many_random_events(noise_g: float) -> None:
     rng = np.random.default_rng(int(noise_g * 10))
     plates = [f"p{i}" for i in range(12)]
-    seconds = 240.0
+    seconds = 300.0
     changes = _random_day(rng, plates, seconds)
     _, x = synthesize_shelf(
         plates,

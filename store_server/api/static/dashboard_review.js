@@ -44,6 +44,48 @@
     return plot;
   }
 
+  // Where the weight left the shelf: one bar per moved plate (coupling shows on the neighbours), and
+  // the centroid the explanation compared with where each candidate product stands.
+  function platePlot(ev) {
+    const entries = Object.entries(ev.plate_deltas_g || {});
+    if (!entries.length) return null;
+    const W = 560, H = 120, L = 56, T = 12, B = 26;
+    const step = (W - L) / entries.length;
+    const top = Math.max(1, ...entries.map(([, d]) => Math.abs(d)));
+    const plot = svg("svg", { class: "plot plates", viewBox: `0 0 ${W} ${H}`, "data-testid": "plate-plot" });
+    svg("line", { class: "axis", x1: L, x2: W, y1: H - B, y2: H - B }, plot);
+    entries.forEach(([plate, d], i) => {
+      const hgt = Math.max(1, Math.abs(d) / top * (H - T - B));
+      svg("rect", { class: d < 0 ? "bar take" : "bar put", x: L + i * step + step * 0.2, width: step * 0.6, y: H - B - hgt, height: hgt }, plot);
+      svg("text", { class: "tick", x: L + i * step + step / 2, y: H - B - hgt - 3, "text-anchor": "middle" }, plot, `${d > 0 ? "+" : ""}${d} g`);
+      svg("text", { class: "tick", x: L + i * step + step / 2, y: H - 8, "text-anchor": "middle" }, plot, plate);
+    });
+    svg("text", { class: "tick", x: L - 6, y: T + 10, "text-anchor": "end" }, plot, `${Math.round(top)} g`);
+    return plot;
+  }
+
+  const EVIDENCE = { weight: "weight fit", planogram: "planogram (plate position)", vision: "camera", staff: "staff" };
+
+  // What the explanation decided, each line with the evidence that decided it.
+  function decision(ev, h, productName) {
+    const lines = ev.decision || [];
+    if (!lines.length) return null;
+    return h("div", { class: "gap-top", "data-testid": "decision" }, h("b", {}, "Decided: "),
+      lines.map((d) => h("span", { class: "decided" }, `${d.quantity > 0 ? "took" : "put back"} ${Math.abs(d.quantity)}× ${d.name || productName(d.sku)} `,
+        h("span", { class: `badge ${d.evidence === "weight" ? "ok" : "info"}`, "data-evidence": d.evidence }, `by ${EVIDENCE[d.evidence] || d.evidence}`),
+        d.misplaced ? h("span", { class: "badge warn" }, "misplaced") : null)),
+      ev.product_confidence !== undefined ? h("span", { class: "muted" }, ` · product confidence ${ev.product_confidence}`) : null);
+  }
+
+  function scores(c) {
+    const s = c.scores;
+    if (!s) return "";
+    const parts = [`weight ${s.weight}`, `plates ${s.planogram}`];
+    if (s.complexity) parts.push(`two products ${s.complexity}`);
+    if (s.vision) parts.push(`camera ${s.vision}`);
+    return parts.join(" · ");
+  }
+
   function open(item, ctx) {
     const { h, money, clock, short, productName, state, catalog } = ctx;
     const modal = document.getElementById("modal");
@@ -56,6 +98,12 @@
     if (ev.delta_g !== undefined) {
       left.push(h("p", { class: "muted" }, `${ev.delta_g > 0 ? "+" : ""}${ev.delta_g} g on ${ev.shelf_id} (${(ev.plate_ids || []).join(", ")}), ` +
         `noise ${ev.noise_g} g, edge confidence ${ev.edge_confidence}`), weightPlot(ev));
+      const plates = platePlot(ev);
+      if (plates) {
+        left.push(h("h2", { class: "gap-top" }, "Per plate"), plates,
+          ev.centroid !== null && ev.centroid !== undefined ? h("p", { class: "muted" }, `The weight left from plate position ${ev.centroid} of the shelf (0 = first plate); changes under ${ev.noise_floor_g} g count as noise here.`) : null);
+      }
+      left.push(decision(ev, h, productName));
     }
     if (item.kind === "dispute") {
       left.push(h("p", {}, `Receipt ${ev.receipt_id}: ${ev.quantity}× ${ev.name}`),
@@ -72,8 +120,11 @@
     }
     const right = [];
     if (ev.candidates && ev.candidates.length) {
-      right.push(h("h2", {}, "Candidate products"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "product"), h("th", {}, "qty"), h("th", {}, "would weigh"), h("th", {}, "share"))),
-        h("tbody", {}, ev.candidates.map((c) => h("tr", {}, h("td", {}, c.name), h("td", {}, c.quantity), h("td", {}, `${c.expected_g} g`), h("td", {}, `${Math.round(c.likelihood * 100)}%`))))));
+      // Each candidate is one hypothesis (one product, or two at once) with its cost terms: lower is better.
+      const what = (c) => (c.lines || [{ name: c.name, quantity: c.quantity }]).map((l) => `${Math.abs(l.quantity)}× ${l.name}`).join(" + ");
+      right.push(h("h2", {}, "Candidate products"), h("table", { "data-testid": "candidates" }, h("thead", {}, h("tr", {}, h("th", {}, "what"), h("th", {}, "would weigh"), h("th", {}, "share"), h("th", {}, "cost"))),
+        h("tbody", {}, ev.candidates.map((c) => h("tr", {}, h("td", {}, what(c)), h("td", {}, `${c.expected_g} g`), h("td", {}, `${Math.round(c.likelihood * 100)}%`),
+          h("td", { class: "muted", "data-testid": "candidate-scores" }, scores(c)))))));
     }
     if (ev.nearby) {
       right.push(h("h2", { class: "gap-top" }, "Shoppers nearby"), h("table", {}, h("tbody", {},
@@ -81,8 +132,10 @@
           h("td", {}, n.distance_m === null ? "not seen close" : `${n.distance_m} m`))) : h("tr", {}, h("td", { class: "muted" }, "nobody")))));
     }
     if (item.applied) {
+      // One event may have put two products in the cart; "remove" undoes the first (item.applied).
+      const lines = (ev.guess && ev.guess.lines) || [item.applied];
       right.push(h("p", { class: "gap-top" }, "In the cart now: ",
-        h("b", {}, `${item.applied.quantity > 0 ? "+" : ""}${item.applied.quantity} ${productName(item.applied.sku)}`), ` → ${short(item.applied.session_id)}`));
+        h("b", {}, lines.map((l) => `${l.quantity > 0 ? "+" : ""}${l.quantity} ${productName(l.sku)}`).join(", ")), ` → ${short(item.applied.session_id)}`));
     }
 
     const form = resolveForm(item, ctx, close);

@@ -1,0 +1,110 @@
+"""Parts of the cart decision on a weight event (:func:`store_server.service.handlers.change_cart`):
+the event explained as a whole, noise, and which shopper took each line when several stood at it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from edge.contracts import WeightEvent
+from store_server import metrics
+from store_server.domain.explain import Explanation, Line, explain
+from store_server.domain.fusion import line_shoppers
+from store_server.domain.layout import StoreLayout
+from store_server.domain.session import ShopperSession
+
+if TYPE_CHECKING:
+    from store_server.service.handlers import Context
+
+logger = logging.getLogger(__name__)
+
+
+def explain_event(
+    ctx: Context,
+    msg: WeightEvent,
+    cart: dict[str, int],
+    vision: dict[str, float] | None = None,
+    shoppers: int = 1,
+) -> Explanation:
+    """The joint explanation of ``msg``; put-backs are explained from ``cart``."""
+    put_back = cart if msg.delta_g > 0 else None
+    return explain(ctx.layout, msg.plate_changes, msg.delta_g, msg.noise_g, put_back, vision, shoppers)
+
+
+def shoppers_at(ctx: Context, msg: WeightEvent, sessions: dict[str, ShopperSession]) -> int:
+    """How many visits had a track within reach of the event's plates while it happened."""
+    w = ctx.assign_window_s
+    spots = [ctx.layout.plate_centroid([p]) for p in msg.plate_ids if p in ctx.layout.plates]
+    near: set[str] = set()
+    for track_id in sorted(sessions):
+        for spot in spots:
+            d = ctx.tracks.closest_approach(track_id, spot, msg.t_start - w, msg.t_end + w)
+            if d is not None and d <= ctx.reach_m:
+                near.add(sessions[track_id].id)
+    return len(near)
+
+
+def count_noise(msg: WeightEvent, exp: Explanation) -> None:
+    # Far below anything stocked around those plates: counted and logged, never worth a look by staff.
+    logger.info(
+        "weight event %s (%+.1f g) is below the noise floor (%.0f g) of %s",
+        msg.msg_id,
+        msg.delta_g,
+        exp.noise_floor_g,
+        msg.shelf_id,
+    )
+    metrics.DECISIONS.labels(outcome="noise").inc()
+
+
+def carts_of(sessions: list[ShopperSession]) -> dict[str, int]:
+    held: dict[str, int] = {}
+    for s in sessions:
+        for line in s.cart():
+            held[line.sku] = held.get(line.sku, 0) + line.quantity
+    return held
+
+
+def reach_point(layout: StoreLayout, msg: WeightEvent) -> tuple[float, float]:
+    """Where the hand was: the plate fronts weighted by how much each plate changed (coupling moves
+    the neighbours less than the plate the item left)."""
+    changes = {p: abs(d) for p, d in msg.plate_changes.items() if p in layout.plates}
+    total = sum(changes.values())
+    if total <= 0:
+        return layout.plate_centroid(msg.plate_ids)
+    x = sum(layout.plates[p].x_m * w for p, w in changes.items()) / total
+    y = sum(layout.plates[p].y_m * w for p, w in changes.items()) / total
+    return (x, y)
+
+
+def owners(
+    ctx: Context,
+    msg: WeightEvent,
+    exp: Explanation,
+    sessions: dict[str, ShopperSession],
+    session: ShopperSession,
+    shopper_confidence: float,
+) -> list[tuple[ShopperSession, float, list[Line]]]:
+    """Who took each line: a product taken goes to the shopper standing at it (shoppers side by side
+    reach in at once and make one event); put-backs, and lines nobody stood at, go to ``session``."""
+    if msg.delta_g > 0 or session.id not in {s.id for s in sessions.values()}:
+        return [(session, shopper_confidence, list(exp.lines))]
+    w = ctx.assign_window_s
+    matches = line_shoppers(
+        ctx.tracks,
+        ctx.layout,
+        sorted(sessions),
+        [ln.sku for ln in exp.lines],
+        list(msg.plate_ids),
+        msg.t_start - w,
+        msg.t_end + w,
+        ctx.reach_m,
+    )
+    groups: dict[str, tuple[ShopperSession, float, list[Line]]] = {}
+    for ln in exp.lines:
+        m = matches.get(ln.sku)
+        owner, confidence = (sessions[m.track_id], m.confidence) if m else (session, shopper_confidence)
+        _, was, owned = groups.get(owner.id, (owner, 1.0, []))
+        groups[owner.id] = (owner, min(was, confidence), [*owned, ln])
+    if len(groups) > 1:
+        metrics.DECISIONS.labels(outcome="split_between_shoppers").inc()
+    return list(groups.values())

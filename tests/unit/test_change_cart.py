@@ -1,0 +1,122 @@
+"""The cart decision on whole interactions (v2 weight events): every line of one event applied at once,
+one review item per event whatever number of plates it moved, none for noise. Fakes, small test store."""
+
+from __future__ import annotations
+
+from edge.contracts import WeightEvent
+from store_server.domain.fusion import TrackHistory
+from store_server.domain.review import ReviewKind
+from store_server.domain.session import ShopperSession
+from store_server.service import handlers
+from tests.fakes import FakePaymentGateway, FakeUnitOfWork
+
+
+def _event(seq: int, deltas: dict[str, float], confidence: float = 1.0) -> WeightEvent:
+    total = round(sum(deltas.values()), 2)
+    return WeightEvent(
+        node_id="shelf-g1",
+        seq=seq,
+        ts=102.0,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=list(deltas),
+        plate_deltas_g=list(deltas.values()),
+        shelf_delta_g=total,
+        delta_g=total,
+        t_start=100.0,
+        t_end=101.0,
+        noise_g=1.0,
+        confidence=confidence,
+    )
+
+
+def _store(layout, shoppers: dict[str, tuple[float, float]]):
+    tracks = TrackHistory()
+    uow = FakeUnitOfWork()
+    for i, (track, (x, y)) in enumerate(shoppers.items()):
+        for t in (99.0, 100.0, 101.0, 102.0):
+            tracks.add(track, t, x, y)
+        session = ShopperSession(f"s-{i}", "t", f"acct-{i}", 90.0)
+        session.bind(track, 90.0)
+        uow.sessions.add(session)
+    return handlers.Context(layout, tracks, FakePaymentGateway({}), review_below=0.6), uow
+
+
+def _cart(uow, session_id="s-0"):
+    return [(ln.sku, ln.quantity) for ln in uow.sessions.get(session_id).cart()]
+
+
+def test_a_pick_that_moved_three_plates_is_one_line_decided_by_the_plate(layout):
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    msg = _event(1, {"P1": -70.4, "P2": -228.8, "P3": -52.8})  # lemon, coupled onto both neighbours
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow) == [("lemon", 1)]
+    (change,) = uow.sessions.get("s-0").changes
+    assert change.event_id == msg.msg_id and change.evidence == "planogram"
+    assert uow.reviews.list() == []
+
+
+def test_two_products_in_one_interaction_go_in_together_once(layout):
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    msg = _event(1, {"P1": -300.0, "P2": -40.0, "P3": -190.0})
+    handlers.change_cart(ctx, uow, msg, "topic", 0.0)
+    assert _cart(uow) == [("chips", 1), ("cola", 1)]
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "duplicate"  # redelivered
+    assert _cart(uow) == [("chips", 1), ("cola", 1)]
+    # Doubted at the edge: still both lines in the cart, and one review item for the whole event.
+    doubtful = _event(2, {"P1": -300.0, "P2": -40.0, "P3": -190.0}, confidence=0.4)
+    handlers.change_cart(ctx, uow, doubtful, "topic", 0.0)
+    assert _cart(uow) == [("chips", 2), ("cola", 2)]
+    (item,) = uow.reviews.list()
+    assert item.kind is ReviewKind.LOW_CONFIDENCE
+    assert sorted((ln["sku"], ln["quantity"]) for ln in item.evidence["guess"]["lines"]) == [
+        ("chips", 1),
+        ("cola", 1),
+    ]
+
+
+def test_an_unexplained_change_over_several_plates_is_one_review_item_with_its_evidence(layout):
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    msg = _event(1, {"P1": -27.0, "P2": -159.0, "P3": -18.0})  # 204 g: nothing here weighs that
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "unexplained"
+    (item,) = uow.reviews.list()
+    assert item.kind is ReviewKind.UNEXPLAINED and item.event_id == msg.msg_id
+    ev = item.evidence
+    assert ev["plate_deltas_g"] == {"P1": -27.0, "P2": -159.0, "P3": -18.0} and ev["total_g"] == -204.0
+    assert ev["candidates"] and all("scores" in c for c in ev["candidates"])
+    assert _cart(uow) == []
+
+
+def test_noise_changes_nothing_and_opens_no_review_item_even_with_nobody_near(layout):
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    assert handlers.change_cart(ctx, uow, _event(1, {"P3": -12.0, "P4": -9.0}), "topic", 0.0).kind == "noise"
+    ctx, uow = _store(layout, {"t1": (9.0, 1.0), "t2": (8.0, 0.5)})  # two shoppers, both far away
+    assert handlers.change_cart(ctx, uow, _event(2, {"P3": -12.0}), "topic", 0.0).kind == "noise"
+    assert uow.reviews.list() == []
+    assert handlers.change_cart(ctx, uow, _event(3, {"P3": -180.0}), "topic", 0.0).kind == "unattributed"
+    (item,) = uow.reviews.list()
+    assert item.kind is ReviewKind.UNATTRIBUTED and item.evidence["decision"][0]["sku"] == "chips"
+
+
+def test_a_put_back_nobody_was_near_is_explained_from_the_carts_in_the_store(layout):
+    ctx, uow = _store(layout, {"t1": (9.0, 1.0), "t2": (8.0, 0.5)})
+    shopper = uow.sessions.get("s-1")
+    shopper.take("earlier", "cola", 1, 95.0, 1.0)
+    uow.sessions.save(shopper)
+    assert handlers.change_cart(ctx, uow, _event(1, {"P3": 350.0}), "topic", 0.0).kind == "unattributed"
+    (item,) = uow.reviews.list()
+    assert item.evidence["candidates"][0]["sku"] == "cola" and item.evidence["decision"][0]["misplaced"]
+
+
+def test_two_shoppers_reaching_in_side_by_side_each_get_what_stood_in_front_of_them(layout):
+    ctx, uow = _store(layout, {"t1": (2.5, 3.6), "t2": (4.6, 3.6)})  # at P1 (cola) and P3 (chips)
+    msg = _event(1, {"P1": -300.0, "P2": -40.0, "P3": -190.0})  # one event: the shelf couples them
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("cola", 1)] and _cart(uow, "s-1") == [("chips", 1)]
+    handlers.change_cart(ctx, uow, msg, "topic", 0.0)  # redelivered: nobody gets anything twice
+    assert _cart(uow, "s-0") == [("cola", 1)] and _cart(uow, "s-1") == [("chips", 1)]
+    assert uow.reviews.list() == []
+    # One shopper taking both with two hands keeps both.
+    ctx, uow = _store(layout, {"t1": (3.5, 3.6)})
+    handlers.change_cart(ctx, uow, msg, "topic", 0.0)
+    assert _cart(uow, "s-0") == [("chips", 1), ("cola", 1)]
