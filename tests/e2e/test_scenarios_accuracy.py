@@ -20,8 +20,9 @@ pytestmark = pytest.mark.e2e
 EXACT = ["putbacks", "misplaced", "crowded-shelf", "same-weight", "groups", "hands"]
 
 
-def dataset(tmp_path, scenario: str, seed: int = 7, fidelity: str = "event"):
-    result = simulate(load_layout(DEFAULT_STORE), scenario, seed=seed, fidelity=fidelity)
+def dataset(tmp_path, scenario: str, seed: int = 7, fidelity: str = "event", profile: str = "realistic"):
+    layout = load_layout(DEFAULT_STORE)
+    result = simulate(layout, scenario, seed=seed, fidelity=fidelity, signal_profile=profile)
     return write_dataset(
         tmp_path / scenario,
         result.manifest(),
@@ -51,8 +52,28 @@ def test_sensor_faults_only_miss_what_no_sensor_saw(mosquitto_url, tmp_path):
 
 
 @pytest.mark.parametrize("scenario", ["basic", "crowded-shelf", "same-weight"])
-def test_signal_level_receipts_are_exact_through_the_edge_detector(scenario, mosquitto_url, tmp_path):
-    """Raw 60 Hz load-cell samples -> the edge weight-event detector -> MQTT -> receipts."""
-    path, _ = dataset(tmp_path, scenario, fidelity="signal")
+def test_ideal_signals_give_exact_receipts_through_the_edge_detector(scenario, mosquitto_url, tmp_path):
+    """Gentle raw 60 Hz samples (profile ideal) -> the edge weight-event detector -> MQTT -> receipts."""
+    path, _ = dataset(tmp_path, scenario, fidelity="signal", profile="ideal")
     metrics = run_dataset(path, mosquitto_url, timeout_s=60)
     assert metrics["exact_receipts"] == 1.0, metrics["mismatches"]
+
+
+# Floors at the realistic profile (coupling, ringing, hand pressure, spikes, items across plates), seed 7,
+# as measured when they were set (exact receipts / F1: basic 0.875 / 0.94, crowded-shelf 0.75 / 0.88,
+# same-weight 1.0 / 1.0), less a margin. The goal is 0.99 / 0.995: raise them as accuracy improves.
+REALISTIC_FLOORS = {"basic": (0.75, 0.9), "crowded-shelf": (0.6, 0.8), "same-weight": (0.85, 0.95)}
+
+
+@pytest.mark.parametrize("scenario", sorted(REALISTIC_FLOORS))
+def test_realistic_signals_reach_their_floor_and_every_miss_is_explained(scenario, mosquitto_url, tmp_path):
+    exact, f1 = REALISTIC_FLOORS[scenario]
+    path, _ = dataset(tmp_path, scenario, fidelity="signal")
+    metrics = run_dataset(path, mosquitto_url, timeout_s=120)
+    assert metrics["exact_receipts"] >= exact, metrics["explanations"]
+    assert metrics["items"]["f1"] >= f1, metrics["explanations"]
+    problems = sum(len(m["problems"]) for m in metrics["mismatches"])
+    assert len(metrics["explanations"]) == problems
+    assert all(x["why"] and x["true_events"] for x in metrics["explanations"] if x["truth"])
+    # Staff are asked about doubtful decisions, never about every plate fragment.
+    assert metrics["review_items_per_visit"] <= 1.0
