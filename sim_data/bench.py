@@ -269,5 +269,11 @@ def run_bench(
         format_table(bench_vision()),
         "",
     ]
+    from sim_data.bench_accuracy import accuracy_section
+    from sim_data.bench_accuracy import measure as measure_accuracy
+
+    seeds = (7,)
+    rows = measure_accuracy(broker_url, seeds=seeds, profiles=("realistic", "ideal"), progress=progress)
+    extra += accuracy_section(rows, seeds)
     write_benchmarks(results, dataset, broker_url, out, extra)
     return results
