@@ -252,7 +252,8 @@ class EdgeNode:
         self.spool.append(self.topic("weight"), c.encode(c.WeightEvent.model_validate(payload)))
         self.events.append(payload)
         self._last_sent = t_last
-        logger.info("weight %s %+.1f g on %s", shelf, ch.delta_g, ",".join(ch.plate_ids))
+        parts = ", ".join(f"{p} {d:+.1f}" for p, d in zip(ch.plate_ids, ch.plate_deltas, strict=False))
+        logger.info("weight %s %+.1f g (%s)", shelf, ch.delta_g, parts or ",".join(ch.plate_ids))
 
     def _build(self, kind: str, model: type[c.Message], **fields: Any) -> Any:
         """``model(node_id=..., **fields)``, or None (logged, counted) when the contract refuses it."""

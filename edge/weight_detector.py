@@ -41,7 +41,7 @@ from edge.contracts import MAX_RAW_GRAMS
 from edge.weight_events import DetectedWeightChange, EventMaker, Shelf
 from edge.weight_history import History
 from edge.weight_interactions import Grouper, Segment
-from edge.weight_stats import FilterGains, median_filter, rolling_quiet
+from edge.weight_stats import FilterGains, Rolling, median_filter, quiet_runs, rolling
 from sensors.loadcell import hold_missing, impossible_as_missing
 
 
@@ -108,24 +108,13 @@ class ShelfDetector:
         self._gain = FilterGains.of(2 * self._spike + 1, self._w)
         self._hist = self._w + self._lag - 1
         self._h = History(count, max(n_of(p.history_s), 4 * self._hist))  # median-filtered samples
-        gap = n_of(p.join_gap_s)
-        self._events = EventMaker(
-            self.plate_ids,
-            self._nbrs,
-            self._h,
-            self._gain,
-            p,
-            self._w,
-            self._guard,
-            n_of(p.quiet_level_s),
-            gap,
-        )
+        levels = (self._w, self._guard, n_of(p.quiet_level_s), n_of(p.join_gap_s))
+        self._events = EventMaker(self.plate_ids, self._nbrs, self._h, self._gain, p, *levels)
         self._spans: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         self._raw_tail = np.zeros((count, 2 * self._spike))  # the median's look-back
         self._last = np.full(count, np.nan)  # NaN until a plate's first reading
         self._clean = np.full(count, 1 << 40, dtype=np.int64)  # samples since the last missing one
         self._run = np.full(count, self._settle, dtype=np.int64)  # start as settled
-        self._carry = self._run
         self._sigma = np.full(count, p.noise_g)
         self._batches = 0
         self._active: list[Segment | None] = [None] * count
@@ -168,32 +157,25 @@ class ShelfDetector:
         # The median of the last 2k+1 samples is the level k samples ago.
         a0 = self._h.append(filtered, t0 + (np.arange(n) - self._spike) / self.rate_hz)
         self._t_now = t0 + (n - 1) / self.rate_hz
-        quiet, std = self._quiet(a0, n)
-        run = self._runs(quiet)
-        self._adapt_noise(quiet, std, x, real)
+        stats = rolling(self._h.window(a0 - self._hist, a0 + n), self._w, self._lag, n)
+        std_thr, lvl_thr = self._thresholds()
+        quiet = stats.quiet(std_thr, lvl_thr)
+        carry = self._run.copy()
+        self._run = quiet_runs(quiet, carry)[:, -1].copy()
+        self._adapt_noise(quiet, stats.std, x, real)
         busy = np.flatnonzero(~quiet.all(axis=1) | np.array([s is not None for s in self._active]))
         for p in busy:
-            self._transitions(int(p), a0, quiet[p], run[p])
+            self._transitions(
+                int(p), a0, quiet[p], stats, int(carry[p]), float(std_thr[p]), float(lvl_thr[p])
+            )
         return self._resolve()
 
     # -- per-batch vector work ----------------------------------------------------------------------
-    def _quiet(self, a0: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _thresholds(self) -> tuple[np.ndarray, np.ndarray]:
         p, g = self.params, self._gain
         std_thr = np.maximum(p.k_std * g.std * self._sigma, p.std_floor_g)
         lvl_thr = np.maximum(p.k_level * g.mean * self._sigma * math.sqrt(2.0 / self._w), p.level_floor_g)
-        base = np.array([np.nan if s is None else s.before for s in self._active])
-        ext = self._h.window(a0 - self._hist, a0 + n)
-        return rolling_quiet(ext, self._w, self._lag, n, std_thr, lvl_thr, base, p.ring_share)
-
-    def _runs(self, quiet: np.ndarray) -> np.ndarray:
-        """Length of the quiet run ending at each sample, continuing the previous batch's run."""
-        n = quiet.shape[1]
-        idx = np.arange(n)
-        last_loud = np.maximum.accumulate(np.where(quiet, -1, idx[None, :]), axis=1)
-        run = np.where(last_loud >= 0, idx[None, :] - last_loud, self._run[:, None] + idx[None, :] + 1)
-        self._carry = self._run
-        self._run = run[:, -1].copy()
-        return run
+        return std_thr, lvl_thr
 
     def _adapt_noise(self, quiet: np.ndarray, std: np.ndarray, x: np.ndarray, real: np.ndarray) -> None:
         # Held values are flat: learning from them would shrink a dead plate's noise until its real
@@ -215,30 +197,38 @@ class ShelfDetector:
             np.maximum(self._sigma, 0.05, out=self._sigma)
 
     # -- per-transition work (a few per pick) --------------------------------------------------------
-    def _transitions(self, p: int, a0: int, quiet: np.ndarray, run: np.ndarray) -> None:
-        loud = np.flatnonzero(~quiet)
-        settled = np.flatnonzero(run == self._settle)
-        i = 0
-        while True:
+    def _transitions(
+        self, p: int, a0: int, quiet: np.ndarray, stats: Rolling, run: int, std_thr: float, lvl_thr: float
+    ) -> None:
+        """Start and finish plate ``p``'s segments in this batch; an active plate settles by the
+        ringing-tolerant test (edge.weight_stats.Rolling.ringing_quiet), an idle one starts by the
+        strict one. ``run`` is the quiet run before the batch; the one after it is kept."""
+        n, i = quiet.shape[0], 0
+        while i < n:
             seg = self._active[p]
-            if seg is not None:
-                k = int(np.searchsorted(settled, i))
-                if k == len(settled):
-                    if self._h.count - seg.a_start > self._max_active:
-                        self._active[p] = None  # never settled: take the present level as the new base
-                        self._run[p] = self._settle
-                    return
-                e = int(settled[k])
-                self._finish(seg, a0 + e)
-                i = e + 1
-            else:
-                k = int(np.searchsorted(loud, i))
-                if k == len(loud):
-                    return
-                s = int(loud[k])
-                before_run = int(run[s - 1]) if s > 0 else int(self._carry[p])
-                self._start(p, a0 + s, before_run)
-                i = s
+            if seg is None:
+                runs = quiet_runs(quiet[i:], run)
+                loud = np.flatnonzero(~quiet[i:])
+                if loud.size == 0:
+                    run = int(runs[-1])
+                    break
+                s = i + int(loud[0])
+                self._start(p, a0 + s, int(runs[s - i - 1]) if s > i else run)
+                i, run = s, 0
+                continue
+            q = stats.ringing_quiet(p, i, std_thr, lvl_thr, seg.before, self.params.ring_share)
+            runs = quiet_runs(q, run)
+            hits = np.flatnonzero(runs == self._settle)
+            if hits.size == 0:
+                run = int(runs[-1])
+                if self._h.count - seg.a_start > self._max_active:
+                    self._active[p] = None  # never settled: take the present level as the new base
+                    run = self._settle
+                break
+            e = i + int(hits[0])
+            self._finish(seg, a0 + e)
+            i, run = e + 1, self._settle
+        self._run[p] = run
 
     def _start(self, p: int, a: int, quiet_run: int) -> None:
         quiet_from = a - quiet_run - self._w + 1
@@ -281,10 +271,6 @@ class ShelfDetector:
             return []
         now = self._h.count - 1
         active = [s for s in self._active if s is not None]
-        out = []
-        for group in self._grouper.ready(self._pending, active, now):
-            at = Shelf(now, self._t_now, self._sigma, self._spans, self._pending, self._active)
-            event = self._events.make(group, at)
-            if event is not None:
-                out.append(event)
-        return out
+        groups = self._grouper.ready(self._pending, active, now)
+        at = Shelf(now, self._t_now, self._sigma, self._spans, self._pending, self._active)
+        return [e for e in (self._events.make(g, at) for g in groups) if e is not None]

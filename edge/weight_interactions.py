@@ -6,14 +6,20 @@ plate's active segment is found on its own (edge.weight_detector); here they are
 
 * A segment is *weak* when a neighbouring (or the same) plate, active at the same time (up to a
   gap), moved at least ``1 / seed_ratio`` times as much (peak excursion from its level before):
-  coupling and the hand's share on a neighbour are well under that. A weak segment belongs to its
-  strongest such neighbour. When it lies between two stronger segments of different interactions
-  (two shoppers two plates apart), its change is split between them in proportion to their steps,
-  as equal couplings would share it.
-* Strong segments (*seeds*) active at the same time on the same or neighbouring plates are one
-  interaction: an item standing on two plates, two items taken side by side by one hand. Two
-  shoppers taking from neighbouring plates at the same moment are one interaction too: coupling makes
-  their signals inseparable; the event carries both plates' changes and the total.
+  coupling and the hand's share on a neighbour are well under that. Its change is what the steps
+  beside it passed on, so it goes to the much larger steps beside it that are not couplings
+  themselves; between two of them (two shoppers two plates apart) it is split in proportion to
+  their steps, as equal couplings would share it. With no step beside it, it belongs to the
+  strongest motion (a touch).
+* Strong segments (*seeds*) with a step of their own, active at the same time on the same or
+  neighbouring plates, are one interaction: an item standing on two plates, two items taken side by
+  side by one hand. Two shoppers taking from neighbouring plates at the same moment are one
+  interaction too: coupling makes their signals inseparable; the event carries both plates' changes
+  and the total. A seed without a step (a touch) joins no one, so a shopper browsing between two
+  picks does not chain them; what it kept of the level goes to a step beside it.
+* Two steps that undo each other, on one plate or neighbours, with a weak segment active between
+  them, are one interaction: a press that looked settled on a noisy plate, or an item put straight
+  back.
 * Everything else stays apart: two hands on plates that are not neighbours are two interactions,
   however close in time.
 

@@ -28,26 +28,34 @@ def median_filter(tail: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return filtered, ext[:, -k:].copy()
 
 
-def rolling_quiet(
-    ext: np.ndarray,
-    w: int,
-    lag: int,
-    n: int,
-    std_thr: np.ndarray,
-    lvl_thr: np.ndarray,
-    base: np.ndarray | None = None,
-    ring: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Quiet mask and rolling standard deviation of the last ``n`` samples of ``ext``.
+@dataclass(frozen=True)
+class Rolling:
+    """Rolling statistics of the last ``n`` samples, per plate: over the ``w`` samples ending at each,
+    their standard deviation, their mean and how far that mean moved against the mean ``lag``
+    samples earlier (so a slow ramp is not quiet either)."""
 
-    ``ext`` holds ``w + lag - 1`` samples of history before them. A sample is quiet when the
-    deviation over the ``w`` samples ending there is within ``std_thr`` and their mean is within
-    ``lvl_thr`` of the mean ``lag`` samples earlier (so a slow ramp is not quiet either).
+    std: np.ndarray
+    level: np.ndarray
+    moved: np.ndarray
 
-    ``base`` (per plate, NaN: none) is the level before an active plate's change: both thresholds
-    then grow to ``ring`` x the distance from it, so the ringing a large step leaves (a share of
-    the step, decaying) does not keep the plate active long after the weight has settled.
-    """
+    def quiet(self, std_thr: np.ndarray, lvl_thr: np.ndarray) -> np.ndarray:
+        return (self.std <= std_thr[:, None]) & (self.moved <= lvl_thr[:, None])
+
+    def ringing_quiet(
+        self, p: int, lo: int, std_thr: float, lvl_thr: float, base: float, ring: float
+    ) -> np.ndarray:
+        """Plate ``p``'s quiet samples from ``lo`` on while it is active on a change from ``base``:
+        both thresholds grow to ``ring`` x the distance from it, so the ringing a large step leaves
+        (a share of the step, decaying) does not keep the plate active long after the weight has
+        settled. The level test keeps a third of it: a hand still easing off moves the level one way."""
+        tol = ring * np.abs(self.level[p, lo:] - base)
+        return (self.std[p, lo:] <= np.maximum(std_thr, tol)) & (
+            self.moved[p, lo:] <= np.maximum(lvl_thr, tol / 3.0)
+        )
+
+
+def rolling(ext: np.ndarray, w: int, lag: int, n: int) -> Rolling:
+    """:class:`Rolling` of the last ``n`` samples of ``ext``, which holds ``w + lag - 1`` before them."""
     h = ext.shape[1] - n
     c = ext - ext[:, :1]  # shifted: the sums of squares stay exact on a 3 kg base load
     s1 = np.zeros((ext.shape[0], ext.shape[1] + 1))
@@ -58,14 +66,16 @@ def rolling_quiet(
     mean = (s1[:, ends] - s1[:, ends - w]) / w
     lagged = (s1[:, ends - lag] - s1[:, ends - lag - w]) / w
     var = ((s2[:, ends] - s2[:, ends - w]) - w * mean * mean) / (w - 1)
-    std = np.sqrt(np.maximum(var, 0.0))
-    s_thr, l_thr = std_thr[:, None], lvl_thr[:, None]
-    if base is not None and ring > 0.0:
-        tol = ring * np.nan_to_num(np.abs(mean + ext[:, :1] - base[:, None]), nan=0.0)
-        # The level test keeps a third of it: a hand still easing off moves the level one way.
-        s_thr, l_thr = np.maximum(s_thr, tol), np.maximum(l_thr, tol / 3.0)
-    quiet = (std <= s_thr) & (np.abs(mean - lagged) <= l_thr)
-    return quiet, std
+    return Rolling(np.sqrt(np.maximum(var, 0.0)), mean + ext[:, :1], np.abs(mean - lagged))
+
+
+def quiet_runs(quiet: np.ndarray, carry: np.ndarray | int) -> np.ndarray:
+    """Length of the quiet run ending at each sample (last axis), continuing ``carry`` before them."""
+    n = quiet.shape[-1]
+    idx = np.arange(n)
+    last_loud = np.maximum.accumulate(np.where(quiet, -1, idx), axis=-1)
+    before = np.asarray(carry)[..., None] if np.ndim(carry) else carry
+    return np.where(last_loud >= 0, idx - last_loud, before + idx + 1)
 
 
 @dataclass(frozen=True)

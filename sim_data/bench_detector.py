@@ -6,6 +6,11 @@ samples. The straightforward implementation keeps the same rolling statistics pe
 (deques, running sums, one state machine step per sample); it runs on a subset of the plates because
 it is slow, and its figure is scaled per plate. ``plates_realtime_per_core`` = plates x signal
 seconds / CPU seconds: how many plates one core could serve live.
+
+:func:`bench_interactions` (``python -m sim_data.bench_detector interactions [SEEDS [SCENARIOS]]``)
+measures accuracy instead: simulated scenarios at the realistic signal profile through the detector,
+scored per interaction by sim_data.event_score (matches, fragments, false events, the shelf total's
+error, plates per event).
 """
 
 from __future__ import annotations
