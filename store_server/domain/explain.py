@@ -3,19 +3,20 @@
 An event (one hand on one shelf, however many plates it moved) is explained as a whole. Hypotheses
 are one product x 1..N items, or several products at once (a few of each: two, or three when several
 shoppers reach into neighbouring plates at the same moment, which the shelf cannot tell apart); picks
-come from the products on or next to the moved plates, put-backs from the shopper's cart. Each
+come from the products on or next to the moved plates, put-backs from the shopper's cart; an item put
+back and another taken in one interaction is a pair of both (when plates moved both ways, or nothing
+one-way fits). Each
 hypothesis has a cost, chi-square like (likelihood ~ exp(-cost / 2)), the sum of:
 
 (a) ``weight``: the shelf total against sum(q * unit), with variance noise^2 + sum(q * (unit * s)^2) and
     ``s`` = max(the product's own relative spread, ``SIGMA_REL_MIN``): real items vary about the catalogue;
-(b) ``planogram``: where the weight left the shelf (the centroid of the per-plate deltas, in plate
-    positions) against where the products stand: coupling onto the neighbours and items standing across
-    two plates move the centroid by up to half a plate, hence ``POSITION_SD``; and ``PEAK_COST`` when
-    none of the products stands on the plate that lost most (it is the item's own plate unless strong,
-    one-sided coupling meets an item standing half across);
+(b) ``planogram``: the per-plate shape (store_server.domain.shelf_shape): how well the hypothesis's items,
+    taken from (or put back on) where their products stand, explain each plate's change once the
+    shelf's mechanical coupling and items standing across two plates are allowed for; a put-back may
+    land on a wrong plate or shelf at ``MISPLACED_COST``;
 (c) ``complexity``: each product beyond the first pays ``EXTRA_PRODUCT_COST``, so a set needs real
     support; beyond the number of shoppers at the shelf, when several stood there (each takes what is
-    in front of them);
+    in front of them); a put-back with a take pays ``MIXED_COST`` too;
 (d) ``vision``: camera scores (sku -> 0..1) when given, against the best-seen candidate.
 
 Each decided line says which of them decided it (``Line.evidence``). Pure and deterministic: a function
@@ -30,19 +31,22 @@ from itertools import combinations, product
 from typing import Literal
 
 from store_server.domain.layout import StoreLayout
+from store_server.domain.shelf_shape import Source, fit
 
 Evidence = Literal["weight", "planogram", "vision"]
 Verdict = Literal["explained", "unexplained", "noise"]
 Lines = tuple[tuple[str, int], ...]  # (sku, quantity: + taken, - put back), sorted by sku
+Change = tuple[tuple[str, int], ...]  # (sku, items: - taken, + put back): the weight's own sign
 
 SIGMA_REL_MIN = 0.01  # real unit weights spread at least 1 % around the catalogue
-POSITION_SD = 0.3  # plates: how far the centroid of one item's weight strays from its product
-PEAK_COST = 3.0  # the plate that changed most is not one of the products' own
-ABSENT_COST = 6.0  # per product none of whose plates moved at all (its own plate would have)
 HUBER_Z = 3.0  # beyond this many sigmas the weight misfit counts linearly: real spreads have tails
 EXTRA_PRODUCT_COST = 6.0  # two products must beat one by this much, three beat two
 VISION_GAIN = 6.0  # cost of a candidate never seen when another one was seen for certain
 MISPLACED_COST = 4.0  # shape cost of a put-back where its product does not stand
+MIXED_COST = 2.0  # a put-back and a take in one interaction (beside the second product's cost)
+MIXED_QUANTITY = 3  # the most items of each side of such a pair
+TWO_WAY_MIN_G = 15.0  # plates gained and lost at least this much (and ...
+TWO_WAY_SHARE = 0.3  # ... this share of the lightest product around): both ways at once
 MAX_QUANTITY = 20
 SET_QUANTITY = {2: 3, 3: 2}  # products in one event -> the most items of each
 PUT_BACK_PRODUCTS = 2  # put-backs come from one cart: no three-product put-backs
@@ -114,55 +118,67 @@ def _shelf(layout: StoreLayout, changes: dict[str, float]) -> _Shelf:
     return _Shelf(index, frozenset(p for p, i in index.items() if any(abs(i - j) <= 1 for j in moved)))
 
 
-@dataclass(frozen=True)
-class _Shape:
-    centroid: float  # the weighted mean plate position of the change
-    var: float  # its variance from the plates' noise
-    peaks: frozenset[int]  # the plates that changed most (several when they changed alike)
-    moved: frozenset[int]  # every plate the event reports
-
-
-def _shape(shelf: _Shelf, changes: dict[str, float], sign: int, noise_g: float) -> _Shape | None:
-    w = {shelf.index[p]: sign * d for p, d in changes.items() if p in shelf.index}
+def _centroid(shelf: _Shelf, changes: dict[str, float]) -> float | None:
+    """The plate position (index on its shelf) the weight left from (or came to), for people."""
+    w = {shelf.index[p]: abs(d) for p, d in changes.items() if p in shelf.index}
     mass = sum(w.values())
-    if mass <= 0:
-        return None
-    c = sum(i * v for i, v in w.items()) / mass
-    top = max(w.values())
-    peaks = frozenset(i for i, v in w.items() if v >= top - max(1e-6 * top, 1e-9))
-    return _Shape(c, sum((i - c) ** 2 for i in w) * noise_g**2 / mass**2, peaks, frozenset(w))
+    return round(sum(i * v for i, v in w.items()) / mass, 3) if mass > 0 else None
 
 
-def _span(layout: StoreLayout, shelf: _Shelf, sku: str) -> tuple[int, int] | None:
-    at = [shelf.index[p] for p in layout.plates_of_sku.get(sku, []) if p in shelf.index]
-    return (min(at), max(at)) if at else None
+def _span(layout: StoreLayout, shelf: _Shelf, sku: str) -> tuple[int, ...]:
+    return tuple(sorted(shelf.index[p] for p in layout.plates_of_sku.get(sku, []) if p in shelf.index))
 
 
 def _stands_near(layout: StoreLayout, shelf: _Shelf, sku: str) -> bool:
     return any(p in shelf.near for p in layout.plates_of_sku.get(sku, []))
 
 
-def _pool(layout: StoreLayout, shelf: _Shelf, sign: int, cart: dict[str, int] | None) -> dict[str, int]:
-    """Candidate products and how many items of each the event may be."""
-    if sign < 0:
-        local = {layout.sku_on_plate[p] for p in shelf.near if p in layout.sku_on_plate}
-        return {s: MAX_QUANTITY for s in sorted(local) if s in layout.products}
+def _local(layout: StoreLayout, shelf: _Shelf) -> dict[str, int]:
+    """Products on or next to the moved plates, each of which may have been taken."""
+    local = {layout.sku_on_plate[p] for p in shelf.near if p in layout.sku_on_plate}
+    return {s: MAX_QUANTITY for s in sorted(local) if s in layout.products}
+
+
+def _held(layout: StoreLayout, cart: dict[str, int] | None) -> dict[str, int]:
+    """Products in the cart, each of which may have been put back (as many as are held)."""
     return {
         s: min(q, MAX_QUANTITY) for s, q in sorted((cart or {}).items()) if q > 0 and s in layout.products
     }
 
 
+def _two_way(changes: dict[str, float], lightest_g: float) -> bool:
+    """Some plates gained and others lost more than coupling or a hand's last touch leaves: an item
+    put back and another taken in one interaction."""
+    gained = max((d for d in changes.values() if d > 0), default=0.0)
+    lost = -min((d for d in changes.values() if d < 0), default=0.0)
+    return min(gained, lost) >= max(TWO_WAY_MIN_G, TWO_WAY_SHARE * lightest_g)
+
+
 def _hypotheses(
-    layout: StoreLayout, pool: dict[str, int], magnitude: float, most_products: int
-) -> list[tuple[tuple[str, int], ...]]:
-    out: list[tuple[tuple[str, int], ...]] = []
+    layout: StoreLayout,
+    pool: dict[str, int],
+    sign: int,
+    magnitude: float,
+    most_products: int,
+    mixed: tuple[dict[str, int], dict[str, int]] | None,
+) -> list[Change]:
+    """Signed changes (sku, items: - taken, + put back) that could make the event."""
+    out: list[Change] = []
     for sku, cap in pool.items():
         q0 = round(magnitude / layout.products[sku].unit_weight_g)
-        out += [((sku, q),) for q in range(max(1, q0 - 1), min(cap, q0 + 1) + 1)]
+        out += [((sku, sign * q),) for q in range(max(1, q0 - 1), min(cap, q0 + 1) + 1)]
     for k in range(2, most_products + 1):
         for skus in combinations(pool, k):
             counts = [range(1, min(pool[s], SET_QUANTITY[k]) + 1) for s in skus]
-            out += [tuple(zip(skus, qs, strict=True)) for qs in product(*counts)]
+            out += [tuple((s, sign * q) for s, q in zip(skus, qs, strict=True)) for qs in product(*counts)]
+    if mixed is not None:
+        taken, held = mixed
+        for a, b in product(taken, held):
+            if a == b:
+                continue
+            for qa, qb in product(range(1, MIXED_QUANTITY + 1), repeat=2):
+                if qa <= taken[a] and qb <= held[b]:
+                    out.append(tuple(sorted(((a, -qa), (b, qb)))))
     return out
 
 
@@ -173,66 +189,73 @@ class _Scorer:
         self,
         layout: StoreLayout,
         shelf: _Shelf,
-        shape: _Shape | None,
-        sign: int,
-        magnitude: float,
+        changes: dict[str, float],
+        total_g: float,
+        noise_g: float,
         noise_total: float,
         vision: dict[str, float],
-        pool: dict[str, int],
         free_products: int,
     ) -> None:
-        self.layout, self.shelf, self.shape, self.sign = layout, shelf, shape, sign
-        self.magnitude, self.noise_total, self.vision = magnitude, noise_total, vision
-        self.top_seen = max((vision.get(s, 0.0) for s in pool), default=0.0)
+        self.layout, self.shelf, self.total_g = layout, shelf, total_g
+        self.noise_g, self.noise_total, self.vision = noise_g, noise_total, vision
         self.free_products = free_products
+        self.observed = [0.0] * len(shelf.index)
+        for p, d in changes.items():
+            if p in shelf.index:
+                self.observed[shelf.index[p]] += d
+        gained = [i for i, d in enumerate(self.observed) if d > 0]
+        self.landing = tuple(sorted(gained, key=lambda i: -self.observed[i])[:2]) or (0,)
 
-    def score(self, lines: tuple[tuple[str, int], ...]) -> Candidate | None:
+    def score(self, lines: Change) -> Candidate | None:
         products = [self.layout.products[s] for s, _ in lines]
         masses = [q * p.unit_weight_g for (_, q), p in zip(lines, products, strict=True)]
         expected = sum(masses)
         var = sum(
-            q * (p.unit_weight_g * max(p.weight_std_g / p.unit_weight_g, SIGMA_REL_MIN)) ** 2
+            abs(q) * (p.unit_weight_g * max(p.weight_std_g / p.unit_weight_g, SIGMA_REL_MIN)) ** 2
             for (_, q), p in zip(lines, products, strict=True)
         )
-        z = (self.magnitude - expected) / math.sqrt(self.noise_total**2 + var)
+        z = (self.total_g - expected) / math.sqrt(self.noise_total**2 + var)
         several = len(lines) > 1
         if several and abs(z) > SET_MAX_Z:
             return None  # not worth listing: a set is never believed on a loose fit
-        fits = abs(z) <= MAX_Z or abs(self.magnitude - expected) / expected <= MAX_RELATIVE_ERROR
+        fits = abs(z) <= MAX_Z or abs(self.total_g - expected) / abs(expected) <= MAX_RELATIVE_ERROR
+        top_seen = max((self.vision.get(s, 0.0) for s in self.vision), default=0.0)
         seen = sum(
-            m * (self.top_seen - self.vision.get(s, 0.0)) for (s, _), m in zip(lines, masses, strict=True)
+            abs(m) * (top_seen - self.vision.get(s, 0.0)) for (s, _), m in zip(lines, masses, strict=True)
         )
+        mixed = len({q > 0 for _, q in lines}) > 1
         return Candidate(
-            lines=tuple((s, -self.sign * q) for s, q in lines),  # a weight loss is a take
-            expected_g=round(self.sign * expected, 1),
+            lines=tuple((s, -q) for s, q in lines),  # a weight loss is a take
+            expected_g=round(expected, 1),
             weight=z * z if abs(z) <= HUBER_Z else HUBER_Z * (2 * abs(z) - HUBER_Z),
             planogram=self._planogram(lines, masses),
-            complexity=EXTRA_PRODUCT_COST * max(0, len(lines) - self.free_products),
-            vision=VISION_GAIN * seen / expected,
+            complexity=EXTRA_PRODUCT_COST * max(0, len(lines) - self.free_products)
+            + (MIXED_COST if mixed else 0.0),
+            vision=VISION_GAIN * seen / sum(abs(m) for m in masses),
             z=z,
             fits=several or fits,
-            near=all(_stands_near(self.layout, self.shelf, s) for s, _ in lines),
+            near=all(_stands_near(self.layout, self.shelf, s) for s, q in lines if q < 0),
         )
 
-    def _planogram(self, lines: tuple[tuple[str, int], ...], masses: list[float]) -> float:
-        if self.shape is None:
-            return 0.0  # the plates moved every which way: the shape tells nothing
-        spans = [_span(self.layout, self.shelf, s) for s, _ in lines]
-        if any(sp is None for sp in spans):
-            return MISPLACED_COST  # a product from another shelf: put back in the wrong place
-        total = sum(masses)
-        lo = sum(m * sp[0] for m, sp in zip(masses, spans, strict=True) if sp) / total
-        hi = sum(m * sp[1] for m, sp in zip(masses, spans, strict=True) if sp) / total
-        c, var = self.shape.centroid, self.shape.var
-        d = max(0.0, lo - c, c - hi)
-        cost = d * d / (POSITION_SD**2 + var)
-        if not any(sp and sp[0] <= i <= sp[1] for sp in spans for i in self.shape.peaks):
-            cost += PEAK_COST
-        cost += ABSENT_COST * sum(
-            1 for sp in spans if sp and not any(sp[0] <= i <= sp[1] for i in self.shape.moved)
-        )
-        # Returned on a wrong plate is possible, so a put-back's shape cost is bounded.
-        return min(cost, MISPLACED_COST) if self.sign > 0 else cost
+    def _planogram(self, lines: Change, masses: list[float]) -> float:
+        """The per-plate shape (store_server.domain.shelf_shape): a take from where its product
+        stands; a put-back there too, or (at ``MISPLACED_COST``) on a plate that gained."""
+        options: list[list[tuple[tuple[int, ...], float]]] = []
+        for sku, q in lines:
+            own = _span(self.layout, self.shelf, sku)
+            here = [(own, 0.0)] if own else []
+            if q > 0:  # returned anywhere is possible, at a price
+                here += [((i,), MISPLACED_COST) for i in self.landing if (i,) != own]
+            options.append(here or [((self.landing[0],), MISPLACED_COST)])
+        best = math.inf
+        for choice in product(*options):
+            sources = [
+                Source(m, plates, abs(q), self.layout.products[sku].unit_weight_g)
+                for (sku, q), m, (plates, _) in zip(lines, masses, choice, strict=True)
+            ]
+            cost = fit(self.observed, sources, self.noise_g).cost + sum(extra for _, extra in choice)
+            best = min(best, cost)
+        return best
 
 
 def _decider(best: Candidate, ranked: list[Candidate], line: tuple[str, int], with_vision: bool) -> Evidence:
@@ -286,25 +309,33 @@ def explain(
     if not changes:
         return verdict("unexplained", NOISE_SIGMAS * noise_total)
     shelf = _shelf(layout, changes)
-    pool = _pool(layout, shelf, sign, cart)
-    around = {layout.sku_on_plate[p] for p in shelf.near if p in layout.sku_on_plate} | set(pool)
+    taken, held = _local(layout, shelf), _held(layout, cart)
+    pool = taken if sign < 0 else held
+    around = set(taken) | set(pool)
     units = [layout.products[s].unit_weight_g for s in around if s in layout.products]
     floor = NOISE_SHARE * min(units) if units else NOISE_SIGMAS * noise_total
     if magnitude < floor:
         return verdict("noise", floor)
-    shape = _shape(shelf, changes, sign, noise_g)
     seen = {s: min(1.0, max(0.0, float(v))) for s, v in (vision or {}).items()}
     free = max(1, shoppers) if sign < 0 else 1  # put-backs come out of one cart
-    scorer = _Scorer(layout, shelf, shape, sign, magnitude, noise_total, seen, pool, free)
+    scorer = _Scorer(layout, shelf, changes, total_g, noise_g, noise_total, seen, free)
     most = max(SET_QUANTITY) if sign < 0 else PUT_BACK_PRODUCTS
-    scored = [c for h in _hypotheses(layout, pool, magnitude, most) if (c := scorer.score(h)) is not None]
+
+    def scored_of(hypotheses: list[Change]) -> list[Candidate]:
+        return [c for h in hypotheses if (c := scorer.score(h)) is not None]
+
+    scored = scored_of(_hypotheses(layout, pool, sign, magnitude, most, None))
+    if taken and held and (
+        _two_way(changes, min(units)) or not any(c.fits and abs(c.z) <= SET_MAX_Z for c in scored)
+    ):
+        scored += scored_of(_hypotheses(layout, {}, sign, magnitude, 0, (taken, held)))
     scored.sort(key=lambda c: (c.cost, c.lines))
     if scored:
         likelihood = [math.exp(-(c.cost - scored[0].cost) / 2) for c in scored]
         scored = [
             replace(c, share=round(w / sum(likelihood), 4)) for c, w in zip(scored, likelihood, strict=True)
         ]
-    centroid = round(shape.centroid, 3) if shape else None
+    centroid = _centroid(shelf, changes)
     fitting = [c for c in scored if c.fits]
     if not fitting:
         return verdict("unexplained", floor, centroid, tuple(scored))
@@ -314,7 +345,7 @@ def explain(
         Line(
             sku,
             q,
-            sign > 0 and not _stands_near(layout, shelf, sku),
+            q < 0 and not _stands_near(layout, shelf, sku),
             _decider(best, scored, (sku, q), bool(seen)),
         )
         for sku, q in best.lines

@@ -30,7 +30,7 @@ from store_server.service.weight_decision import (
     explain_event,
     owners,
     reach_point,
-    shoppers_at,
+    visits_at,
 )
 
 logger = logging.getLogger(__name__)
@@ -215,7 +215,9 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         return Outcome("unattributed")
     if session.has_applied(msg.msg_id):
         return Outcome("duplicate", session.id)
-    cart = {line.sku: line.quantity for line in session.cart()}
+    at_shelf = visits_at(ctx, msg, sessions)
+    # Put-backs come from the carts at the shelf: this shopper's, or a neighbour's beside them.
+    cart = carts_of([session, *(s for s in at_shelf if s.id != session.id)])
     # Camera evidence: products seen in this shopper's hands (or at these plates) around the event.
     vision = (
         ctx.sightings.scores(
@@ -224,7 +226,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         if ctx.sightings is not None
         else None
     )
-    exp = explain_event(ctx, msg, cart, vision=vision or None, shoppers=shoppers_at(ctx, msg, sessions))
+    exp = explain_event(ctx, msg, cart, vision=vision or None, shoppers=len(at_shelf))
     if exp.verdict == "noise":
         count_noise(msg, exp)
         return Outcome("noise", session.id)
@@ -234,7 +236,8 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         review.open_unexplained(ctx, uow, msg, session, exp)  # staff decide what it was
         return Outcome("unexplained", session.id)
     doubtful: tuple[ShopperSession, float, float] | None = None
-    for owner, owner_confidence, owned in owners(ctx, msg, exp, sessions, session, shopper_confidence):
+    decided = owners(ctx, msg, exp, sessions, session, shopper_confidence, at_shelf)
+    for owner, owner_confidence, owned in decided:
         confidence = round(exp.confidence * owner_confidence * msg.confidence, 4)
         lines = [
             LineChange(ln.sku, ln.quantity, "misplaced" if ln.misplaced else "", ln.evidence) for ln in owned

@@ -10,8 +10,10 @@ here charges a shopper on a camera's word alone:
   neighbouring product's: the weight has the last word);
 * a product already in the cart at that time adds nothing (a return, or the item carried about);
 * a plate that weighed something during the visit is alive: if it saw nothing, nothing was taken;
-* a product seen twice, both times unweighed, is a pick and a return or two picks: one line, at
-  half the confidence, so staff look.
+* a product seen twice, both times unweighed, is a pick and a return or two picks: on a plate
+  reported failed, one line at half the confidence, so staff look; on a silent plate nothing, since
+  a plate that weighed nothing and was never reported failing says the item went back (a third
+  sighting starts over).
 
 One box in a hand is one item: a camera does not count three cans held together as reliably as a
 plate weighs them, so a quantity from vision is a lower bound.
@@ -209,6 +211,11 @@ def unweighed_picks(ev: VisitEvidence, session: ShopperSession, at: float) -> li
         earlier = next((i for i, ln in enumerate(lines) if ln.sku == h.sku), None)
         if earlier is not None:  # at an unweighing plate again: where a return would go
             line = lines[earlier]
+            if line.note == "plate silent" and why == "plate silent":
+                # A plate that never reported failing and weighed nothing, and the product in a hand
+                # twice: taken and put straight back is what both the weight and the camera say.
+                lines.pop(earlier)
+                continue
             lines[earlier] = replace(
                 line,
                 confidence=round(line.confidence * TWICE_FACTOR, 4),

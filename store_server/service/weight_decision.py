@@ -27,21 +27,20 @@ def explain_event(
     shoppers: int = 1,
 ) -> Explanation:
     """The joint explanation of ``msg``; put-backs are explained from ``cart``."""
-    put_back = cart if msg.delta_g > 0 else None
-    return explain(ctx.layout, msg.plate_changes, msg.delta_g, msg.noise_g, put_back, vision, shoppers)
+    return explain(ctx.layout, msg.plate_changes, msg.delta_g, msg.noise_g, cart, vision, shoppers)
 
 
-def shoppers_at(ctx: Context, msg: WeightEvent, sessions: dict[str, ShopperSession]) -> int:
-    """How many visits had a track within reach of the event's plates while it happened."""
+def visits_at(ctx: Context, msg: WeightEvent, sessions: dict[str, ShopperSession]) -> list[ShopperSession]:
+    """The visits with a track within reach of the event's plates while it happened."""
     w = ctx.assign_window_s
     spots = [ctx.layout.plate_centroid([p]) for p in msg.plate_ids if p in ctx.layout.plates]
-    near: set[str] = set()
+    near: dict[str, ShopperSession] = {}
     for track_id in sorted(sessions):
         for spot in spots:
             d = ctx.tracks.closest_approach(track_id, spot, msg.t_start - w, msg.t_end + w)
             if d is not None and d <= ctx.reach_m:
-                near.add(sessions[track_id].id)
-    return len(near)
+                near.setdefault(sessions[track_id].id, sessions[track_id])
+    return list(near.values())
 
 
 def count_noise(msg: WeightEvent, exp: Explanation) -> None:
@@ -64,6 +63,15 @@ def carts_of(sessions: list[ShopperSession]) -> dict[str, int]:
     return held
 
 
+def _holder(sku: str, session: ShopperSession, others: list[ShopperSession]) -> ShopperSession:
+    """Whose cart a put-back of ``sku`` came from: ``session``'s if it holds one, else the first of
+    the ``others`` at the shelf that does."""
+    for s in (session, *others):
+        if any(line.sku == sku and line.quantity > 0 for line in s.cart()):
+            return s
+    return session
+
+
 def reach_point(layout: StoreLayout, msg: WeightEvent) -> tuple[float, float]:
     """Where the hand was: the plate fronts weighted by how much each plate changed (coupling moves
     the neighbours less than the plate the item left)."""
@@ -83,28 +91,44 @@ def owners(
     sessions: dict[str, ShopperSession],
     session: ShopperSession,
     shopper_confidence: float,
+    at_shelf: list[ShopperSession] | None = None,
 ) -> list[tuple[ShopperSession, float, list[Line]]]:
     """Who took each line: a product taken goes to the shopper standing at it (shoppers side by side
-    reach in at once and make one event); put-backs, and lines nobody stood at, go to ``session``."""
-    if msg.delta_g > 0 or session.id not in {s.id for s in sessions.values()}:
-        return [(session, shopper_confidence, list(exp.lines))]
-    w = ctx.assign_window_s
-    matches = line_shoppers(
-        ctx.tracks,
-        ctx.layout,
-        sorted(sessions),
-        [ln.sku for ln in exp.lines],
-        list(msg.plate_ids),
-        msg.t_start - w,
-        msg.t_end + w,
-        ctx.reach_m,
-    )
+    reach in at once and make one event); a put-back to ``session`` if its cart holds the product,
+    else to the other shopper at the shelf (``at_shelf``) whose cart does; lines nobody stood at go to
+    ``session``."""
+    others = [s for s in at_shelf or [] if s.id != session.id]
     groups: dict[str, tuple[ShopperSession, float, list[Line]]] = {}
-    for ln in exp.lines:
-        m = matches.get(ln.sku)
-        owner, confidence = (sessions[m.track_id], m.confidence) if m else (session, shopper_confidence)
+
+    def give(owner: ShopperSession, confidence: float, ln: Line) -> None:
         _, was, owned = groups.get(owner.id, (owner, 1.0, []))
         groups[owner.id] = (owner, min(was, confidence), [*owned, ln])
+
+    takes = [ln for ln in exp.lines if ln.quantity > 0]
+    known = session.id in {s.id for s in sessions.values()}
+    w = ctx.assign_window_s
+    matches = (
+        line_shoppers(
+            ctx.tracks,
+            ctx.layout,
+            sorted(sessions),
+            [ln.sku for ln in takes],
+            list(msg.plate_ids),
+            msg.t_start - w,
+            msg.t_end + w,
+            ctx.reach_m,
+        )
+        if takes and known
+        else {}
+    )
+    for ln in exp.lines:
+        if ln.quantity < 0:
+            holder = _holder(ln.sku, session, others)
+            give(holder, shopper_confidence, ln)
+            continue
+        m = matches.get(ln.sku)
+        owner, confidence = (sessions[m.track_id], m.confidence) if m else (session, shopper_confidence)
+        give(owner, confidence, ln)
     if len(groups) > 1:
         metrics.DECISIONS.labels(outcome="split_between_shoppers").inc()
     return list(groups.values())

@@ -152,9 +152,15 @@ def test_frames_of_one_holding_are_one_item_and_a_second_holding_is_doubtful(lay
     [line] = unweighed_picks(evidence(layout, sightings), visit(), EXIT)
     assert line.quantity == 1 and line.event_id == "vision:cam:0"
     sightings.add(Sighting(160.0, "cola", 0.9, *AT_P1, "a", "cam", "cam:9"))  # back at P1 later
-    [line] = unweighed_picks(evidence(layout, sightings), visit(), EXIT)
-    assert line.confidence == round(combine([0.9] * 3) * SILENT_FACTOR * TWICE_FACTOR, 4)
+    # On a plate reported failed a second holding is a return or another pick: staff look.
+    [line] = unweighed_picks(evidence(layout, sightings, failed=frozenset({"P1"})), visit(), EXIT)
+    assert line.confidence == round(combine([0.9] * 3) * TWICE_FACTOR, 4)
     assert "a return, or another pick" in line.note
+    # On a plate that weighed nothing and never reported failing, taken and put straight back.
+    assert unweighed_picks(evidence(layout, sightings), visit(), EXIT) == []
+    sightings.add(Sighting(200.0, "cola", 0.9, *AT_P1, "a", "cam", "cam:12"))  # and taken once more
+    [line] = unweighed_picks(evidence(layout, sightings), visit(), EXIT)
+    assert line.event_id == "vision:cam:12" and line.note == "plate silent"
 
 
 def test_boxes_in_one_hand_give_the_quantity(layout: StoreLayout) -> None:
