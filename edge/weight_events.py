@@ -26,6 +26,8 @@ from edge.weight_stats import FilterGains
 if TYPE_CHECKING:
     from edge.weight_detector import DetectorParams
 
+RINGING_DOUBT = 0.2  # at most this much of an event's confidence is lost to a level still ringing
+
 
 @dataclass(frozen=True)
 class DetectedWeightChange:
@@ -114,7 +116,11 @@ class EventMaker:
         sigma = max(float(at.sigma[s.plate]) for s in members)
         noise = math.sqrt(sum(s.std_after**2 for s in members) / len(members)) / self._gain.std
         settle = min(1.0, 1.5 * sigma / max(max(s.std_after for s in members) / self._gain.std, 1e-9))
-        confidence = (1.0 - math.exp(-2.0 * (abs(total) / threshold - 1.0))) * (0.5 + 0.5 * settle)
+        # How sure the change is real: its size over the touch threshold. A level still ringing
+        # lowers it a little; how exactly it weighs is in ``noise_g``, which fusion fits with.
+        confidence = (1.0 - math.exp(-2.0 * (abs(total) / threshold - 1.0))) * (
+            1.0 - RINGING_DOUBT * (1.0 - settle)
+        )
         t_start = self._hist.t(a_first)
         return DetectedWeightChange(
             plate_ids=tuple(self._ids[q] for q in plates),

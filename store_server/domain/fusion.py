@@ -7,6 +7,7 @@ depends on event times only, never on when evidence arrived (ARCHITECTURE princi
 from __future__ import annotations
 
 import bisect
+import statistics
 from dataclasses import dataclass, field
 
 from store_server.domain.layout import StoreLayout, distance
@@ -58,6 +59,16 @@ class TrackHistory:
         if not samples:
             return None
         return min(distance((x, y), point) for _, x, y in samples)
+
+    def typical_distance(
+        self, track_id: str, point: tuple[float, float], t0: float, t1: float
+    ) -> float | None:
+        """The median distance from ``point`` during [t0, t1]: where the shopper stood, not where a
+        passer-by came closest for a moment."""
+        samples = self.window(track_id, t0, t1)
+        if not samples:
+            return None
+        return statistics.median(distance((x, y), point) for _, x, y in samples)
 
     def last_seen(self, track_id: str, at: float) -> tuple[float, float, float] | None:
         """The last observation (t, x, y) of a track at or before ``at``."""
@@ -124,14 +135,18 @@ def nearest_shopper(
     t1: float,
     reach_m: float,
 ) -> ShopperMatch | None:
-    """The candidate track that came closest to ``point`` during [t0, t1], within ``reach_m``.
+    """The candidate track that stood closest to ``point`` during [t0, t1] (by its median distance:
+    the shopper who stood at the shelf, not one who walked past it), among those that came within
+    ``reach_m``.
 
-    Confidence falls when a second shopper was almost as close (the crowded-shelf case).
+    Confidence falls when a second shopper stood almost as close (the crowded-shelf case).
     """
     scored = sorted(
-        (d, track_id)
+        (typical, track_id)
         for track_id in candidates
-        if (d := tracks.closest_approach(track_id, point, t0, t1)) is not None and d <= reach_m
+        if (d := tracks.closest_approach(track_id, point, t0, t1)) is not None
+        and d <= reach_m
+        and (typical := tracks.typical_distance(track_id, point, t0, t1)) is not None
     )
     if not scored:
         return None

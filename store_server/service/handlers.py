@@ -29,7 +29,7 @@ from store_server.service.weight_decision import (
     count_noise,
     explain_event,
     owners,
-    reach_point,
+    reach_points,
     visits_at,
 )
 
@@ -186,14 +186,12 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         )
     sessions = _bound_tracks(uow)
     w = ctx.assign_window_s
-    match = nearest_shopper(
-        ctx.tracks,
-        sorted(sessions),
-        reach_point(ctx.layout, msg),
-        msg.t_start - w,
-        msg.t_end + w,
-        ctx.reach_m,
-    )
+    match = None
+    for point in reach_points(ctx.layout, msg):
+        t0, t1 = msg.t_start - w, msg.t_end + w
+        match = nearest_shopper(ctx.tracks, sorted(sessions), point, t0, t1, ctx.reach_m)
+        if match is not None:
+            break
     in_store = uow.sessions.open_sessions() if match is None else []
     if match is not None:
         session, shopper_confidence = sessions[match.track_id], match.confidence
@@ -218,11 +216,11 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     at_shelf = visits_at(ctx, msg, sessions)
     # Put-backs come from the carts at the shelf: this shopper's, or a neighbour's beside them.
     cart = carts_of([session, *(s for s in at_shelf if s.id != session.id)])
-    # Camera evidence: products seen in this shopper's hands (or at these plates) around the event.
+    # Camera evidence: products seen around the event at these plates, in nobody's hands or in the
+    # hands of the shoppers at the shelf (side by side, they make one event between them).
+    hands = sorted({t for s in (session, *at_shelf) for t in s.track_ids()})
     vision = (
-        ctx.sightings.scores(
-            ctx.layout, list(msg.plate_ids), msg.t_start - w, msg.t_end + w, session.track_ids()
-        )
+        ctx.sightings.scores(ctx.layout, list(msg.plate_ids), msg.t_start - w, msg.t_end + w, hands)
         if ctx.sightings is not None
         else None
     )

@@ -72,16 +72,18 @@ def _holder(sku: str, session: ShopperSession, others: list[ShopperSession]) -> 
     return session
 
 
-def reach_point(layout: StoreLayout, msg: WeightEvent) -> tuple[float, float]:
-    """Where the hand was: the plate fronts weighted by how much each plate changed (coupling moves
-    the neighbours less than the plate the item left)."""
+def reach_points(layout: StoreLayout, msg: WeightEvent) -> list[tuple[float, float]]:
+    """Where the hand was, best guess first: the plate fronts weighted by how much each plate changed
+    (coupling moves the neighbours less than the plate the item left), then the plate that changed
+    most (a shopper at the end of a shelf is within reach of its end plate, not of the middle)."""
     changes = {p: abs(d) for p, d in msg.plate_changes.items() if p in layout.plates}
     total = sum(changes.values())
     if total <= 0:
-        return layout.plate_centroid(msg.plate_ids)
+        return [layout.plate_centroid(msg.plate_ids)]
     x = sum(layout.plates[p].x_m * w for p, w in changes.items()) / total
     y = sum(layout.plates[p].y_m * w for p, w in changes.items()) / total
-    return (x, y)
+    main = layout.plates[max(changes, key=lambda p: (changes[p], p))]
+    return [(x, y), (main.x_m, main.y_m)]
 
 
 def owners(

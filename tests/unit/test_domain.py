@@ -15,7 +15,7 @@ def test_plates_sit_on_the_facing_side_of_their_gondola(layout):
     assert p4.x_m == 5.5
 
 
-def test_the_nearest_shopper_in_the_event_window_is_chosen_and_a_close_second_lowers_confidence():
+def test_the_shopper_standing_nearest_in_the_event_window_is_chosen_and_a_close_second_lowers_confidence():
     tracks = TrackHistory()
     for t in range(10):
         tracks.add("a", float(t), 3.0, 3.5)
@@ -23,8 +23,14 @@ def test_the_nearest_shopper_in_the_event_window_is_chosen_and_a_close_second_lo
         tracks.add("c", float(t), 8.0, 2.0)
     match = nearest_shopper(tracks, ["a", "b", "c"], (3.0, 4.0), 2.0, 4.0, reach_m=1.5)
     assert match.track_id == "a" and match.confidence == 1.0
-    tracks.add("b", 3.0, 3.1, 3.6)
-    assert nearest_shopper(tracks, ["a", "b"], (3.0, 4.0), 2.0, 4.0, 1.5).confidence < 0.5
+    # A passer-by who came closer for a moment is not the one who stood at the shelf.
+    tracks.add("b", 3.0, 3.1, 3.9)
+    assert nearest_shopper(tracks, ["a", "b"], (3.0, 4.0), 2.0, 4.0, 1.5) == nearest_shopper(
+        tracks, ["a"], (3.0, 4.0), 2.0, 4.0, 1.5
+    )
+    for t in range(10):  # one standing almost as close all along: unsure whose it was
+        tracks.add("d", float(t) + 0.5, 3.2, 3.4)
+    assert nearest_shopper(tracks, ["a", "d"], (3.0, 4.0), 2.0, 4.0, 1.5).confidence < 0.5
     assert nearest_shopper(tracks, ["c"], (3.0, 4.0), 2.0, 4.0, 1.5) is None
     assert nearest_shopper(tracks, ["a"], (3.0, 4.0), 20.0, 30.0, 1.5) is None  # not there at that time
 
