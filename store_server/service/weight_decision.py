@@ -4,12 +4,13 @@ the event explained as a whole, noise, and which shopper took each line when sev
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from edge.contracts import WeightEvent
 from store_server import metrics
 from store_server.domain.explain import Explanation, Line, explain
-from store_server.domain.fusion import line_shoppers
+from store_server.domain.fusion import line_shoppers, nearest_shopper
 from store_server.domain.layout import StoreLayout
 from store_server.domain.session import ShopperSession
 
@@ -86,6 +87,39 @@ def reach_points(layout: StoreLayout, msg: WeightEvent) -> list[tuple[float, flo
     return [(x, y), (main.x_m, main.y_m)]
 
 
+def _split_by_plate(
+    ctx: Context, msg: WeightEvent, ln: Line, sessions: dict[str, ShopperSession]
+) -> list[tuple[ShopperSession, float, Line]] | None:
+    """Items of one product standing on several plates, taken by two shoppers each at their own
+    plate in one event: the items shared out by how much each plate lost (at least one each)."""
+    lost = {
+        p: -d
+        for p, d in msg.plate_changes.items()
+        if d < 0 and p in ctx.layout.plates_of_sku.get(ln.sku, [])
+    }
+    if ln.quantity < 2 or len(lost) < 2:
+        return None
+    w = ctx.assign_window_s
+    takers: dict[str, tuple[ShopperSession, float, float]] = {}  # session -> (it, confidence, grams)
+    for plate, grams in sorted(lost.items()):
+        spot = ctx.layout.plate_centroid([plate])
+        m = nearest_shopper(ctx.tracks, sorted(sessions), spot, msg.t_start - w, msg.t_end + w, ctx.reach_m)
+        if m is None:
+            return None
+        s = sessions[m.track_id]
+        _, was, got = takers.get(s.id, (s, 1.0, 0.0))
+        takers[s.id] = (s, min(was, m.confidence), got + grams)
+    if len(takers) < 2:
+        return None
+    total = sum(g for _, _, g in takers.values())
+    ranked = sorted(takers.values(), key=lambda t: -t[2])[: ln.quantity]
+    counts = [1] * len(ranked)
+    for _ in range(ln.quantity - len(ranked)):  # the rest where the most weight is not yet counted
+        k = max(range(len(ranked)), key=lambda i: ranked[i][2] / total * ln.quantity - counts[i])
+        counts[k] += 1
+    return [(s, conf, replace(ln, quantity=n)) for (s, conf, _), n in zip(ranked, counts, strict=True)]
+
+
 def owners(
     ctx: Context,
     msg: WeightEvent,
@@ -127,6 +161,11 @@ def owners(
         if ln.quantity < 0:
             holder = _holder(ln.sku, session, others)
             give(holder, shopper_confidence, ln)
+            continue
+        split = _split_by_plate(ctx, msg, ln, sessions) if known else None
+        if split:
+            for owner, confidence, part in split:
+                give(owner, confidence, part)
             continue
         m = matches.get(ln.sku)
         owner, confidence = (sessions[m.track_id], m.confidence) if m else (session, shopper_confidence)

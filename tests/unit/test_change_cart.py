@@ -120,3 +120,26 @@ def test_two_shoppers_reaching_in_side_by_side_each_get_what_stood_in_front_of_t
     ctx, uow = _store(layout, {"t1": (3.5, 3.6)})
     handlers.change_cart(ctx, uow, msg, "topic", 0.0)
     assert _cart(uow, "s-0") == [("chips", 1), ("cola", 1)]
+
+
+def test_two_shoppers_taking_one_product_from_its_two_plates_get_one_item_each(layout):
+    # Chips stand on P3 and P4; one shopper at each plate takes one: one event of two chips.
+    ctx, uow = _store(layout, {"t1": (4.5, 3.6), "t2": (5.5, 3.6)})
+    msg = _event(1, {"P2": -20.0, "P3": -175.0, "P4": -165.0})
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("chips", 1)] and _cart(uow, "s-1") == [("chips", 1)]
+    # One shopper in front of both plates keeps both.
+    ctx, uow = _store(layout, {"t1": (5.0, 3.6)})
+    handlers.change_cart(ctx, uow, msg, "topic", 0.0)
+    assert _cart(uow, "s-0") == [("chips", 2)]
+
+
+def test_a_put_back_and_a_take_in_one_interaction_change_both_carts_they_belong_to(layout):
+    # t1 at P1 takes a cola while t2 beside them puts a chips bag back on P3: one coupled event.
+    ctx, uow = _store(layout, {"t1": (2.5, 3.6), "t2": (4.5, 3.6)})
+    returning = uow.sessions.get("s-1")
+    returning.take("earlier", "chips", 1, 95.0, 1.0)
+    uow.sessions.save(returning)
+    msg = _event(1, {"P1": -300.0, "P2": -30.0, "P3": 160.0})
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("cola", 1)] and _cart(uow, "s-1") == []
