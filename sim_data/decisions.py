@@ -25,6 +25,7 @@ from store_server.domain.session import session_id_for
 if TYPE_CHECKING:
     from store_server.bootstrap import StoreServer
 
+NETTED_S = 10.0  # an item put back this soon after it was taken, with no decision on either, netted out
 NEAR_S = 1.0  # a detected event within this long of a true event's span is "around" it
 MAX_EXPLAINED = 200  # explanations kept in the metrics (the worst runs have hundreds of misses)
 UNEXPLAINED_KINDS = frozenset({ReviewKind.UNEXPLAINED.value, ReviewKind.UNATTRIBUTED.value})
@@ -156,15 +157,37 @@ def _shelf_of(layout: StoreLayout, plate_ids: list[str]) -> tuple[str | None, st
 
 def vanished_events(decisions: RunDecisions, truth_events: list[dict[str, Any]], layout: StoreLayout) -> int:
     """Observable true shelf events with no detected event around them that changed a cart or opened a
-    review item: changes of weight nobody will ever look at."""
-    lost = 0
+    review item: changes of weight nobody will ever look at.
+
+    An item taken and put back on the same shelf within ``NETTED_S`` leaves the shelf as it was; when
+    neither made a decision, the pair changed no weight and did not vanish (the detector saw one
+    interaction that netted to nothing, or a touch)."""
+    undecided = []
     for ev in truth_events:
         if not ev.get("observable", True):
             continue
         shelf, gondola = _shelf_of(layout, list(ev.get("plate_ids") or []))
         near = decisions.near(shelf, gondola, float(ev["t_start"]), float(ev["t_end"]))
-        lost += not any(e.decided for e in near)
-    return lost
+        if not any(e.decided for e in near):
+            undecided.append((shelf, ev))
+    netted: set[int] = set()
+    for i, (shelf, a) in enumerate(undecided):
+        for j in range(i + 1, len(undecided)):
+            other, b = undecided[j]
+            if i in netted or j in netted or other != shelf:
+                continue
+            close = abs(float(b["t_start"]) - float(a["t_end"])) <= NETTED_S
+            if close and _grams(layout, a) and abs(_grams(layout, a) + _grams(layout, b)) <= 0.5 * min(
+                abs(_grams(layout, a)), abs(_grams(layout, b))
+            ):
+                netted |= {i, j}
+    return len(undecided) - len(netted)
+
+
+def _grams(layout: StoreLayout, ev: dict[str, Any]) -> float:
+    """What a true event did to its shelf's weight (- taken)."""
+    product = layout.products.get(str(ev.get("sku")))
+    return -_signed(ev) * product.unit_weight_g if product else 0.0
 
 
 def _truth_events_of(truth: dict[str, Any], entry_msg_id: str) -> list[dict[str, Any]]:

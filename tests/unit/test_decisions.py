@@ -80,3 +80,10 @@ def test_review_load_and_vanished_events(layout: StoreLayout) -> None:
     assert figures["review_items_per_visit"] == 1.0
     # The chips pick (20-21 s) has no detected event around it: it left no trace at all.
     assert vanished_events(_decisions(), _truth()["events"], layout) == 1
+    # Taken and put straight back (no decision on either): the shelf is as it was, nothing vanished;
+    # put back a minute later, the pick was lost all the same.
+    chips_back = {"kind": "putback", "sku": "chips", "quantity": 1, "plate_ids": ["P3"], "track_id": "t1"}
+    soon = [*_truth()["events"], {**chips_back, "t_start": T0 + 24, "t_end": T0 + 25}]
+    assert vanished_events(_decisions(), soon, layout) == 0
+    late = [*_truth()["events"], {**chips_back, "t_start": T0 + 90, "t_end": T0 + 91}]
+    assert vanished_events(_decisions(), late, layout) == 2
