@@ -17,7 +17,8 @@ hypothesis has a cost, chi-square like (likelihood ~ exp(-cost / 2)), the sum of
 (c) ``complexity``: each product beyond the first pays ``EXTRA_PRODUCT_COST``, so a set needs real
     support; beyond the number of shoppers at the shelf, when several stood there (each takes what is
     in front of them); a put-back with a take pays ``MIXED_COST`` too;
-(d) ``vision``: camera scores (sku -> 0..1) when given, against the best-seen candidate.
+(d) ``vision``: camera scores (sku -> 0..1) when given, against the best-seen candidate, and for each
+    product of the pool that was seen but is left out (``VISION_MISS`` x its score).
 
 Each decided line says which of them decided it (``Line.evidence``). Pure and deterministic: a function
 of the event, the layout, the cart, the camera scores and the number of shoppers at the shelf only.
@@ -42,6 +43,7 @@ SIGMA_REL_MIN = 0.01  # real unit weights spread at least 1 % around the catalog
 HUBER_Z = 3.0  # beyond this many sigmas the weight misfit counts linearly: real spreads have tails
 EXTRA_PRODUCT_COST = 6.0  # two products must beat one by this much, three beat two
 VISION_GAIN = 6.0  # cost of a candidate never seen when another one was seen for certain
+VISION_MISS = 3.0  # cost of leaving out a product that could have moved and was seen for certain
 MISPLACED_COST = 4.0  # shape cost of a put-back where its product does not stand
 MIXED_COST = 2.0  # a put-back and a take in one interaction (beside the second product's cost)
 MIXED_QUANTITY = 3  # the most items of each side of such a pair
@@ -199,6 +201,7 @@ class _Scorer:
         self.layout, self.shelf, self.total_g = layout, shelf, total_g
         self.noise_g, self.noise_total, self.vision = noise_g, noise_total, vision
         self.free_products = free_products
+        self.expect_seen: dict[str, float] = {}  # products seen that such an event would move
         self.observed = [0.0] * len(shelf.index)
         for p, d in changes.items():
             if p in shelf.index:
@@ -231,7 +234,8 @@ class _Scorer:
             planogram=self._planogram(lines, masses),
             complexity=EXTRA_PRODUCT_COST * max(0, len(lines) - self.free_products)
             + (MIXED_COST if mixed else 0.0),
-            vision=VISION_GAIN * seen / sum(abs(m) for m in masses),
+            vision=VISION_GAIN * seen / sum(abs(m) for m in masses)
+            + VISION_MISS * sum(v for s, v in self.expect_seen.items() if s not in {sku for sku, _ in lines}),
             z=z,
             fits=several or fits,
             near=all(_stands_near(self.layout, self.shelf, s) for s, q in lines if q < 0),
@@ -319,6 +323,8 @@ def explain(
     seen = {s: min(1.0, max(0.0, float(v))) for s, v in (vision or {}).items()}
     free = max(1, shoppers) if sign < 0 else 1  # put-backs come out of one cart
     scorer = _Scorer(layout, shelf, changes, total_g, noise_g, noise_total, seen, free)
+    # A product seen in a hand at these plates and left out of a hypothesis counts against it.
+    scorer.expect_seen = {s: v for s, v in seen.items() if s in pool}
     most = max(SET_QUANTITY) if sign < 0 else PUT_BACK_PRODUCTS
 
     def scored_of(hypotheses: list[Change]) -> list[Candidate]:

@@ -83,6 +83,31 @@ def _couple(s: np.ndarray, c: np.ndarray) -> np.ndarray:
     return o
 
 
+def _bounded_ridge(
+    a: np.ndarray, r: np.ndarray, sds: np.ndarray, bounds: Sequence[tuple[float, float]]
+) -> np.ndarray:
+    """argmin |a x - r|^2 + |x / sds|^2 within ``bounds``: a coefficient that leaves its bounds is
+    held there and the others are solved again (two opposite moves, such as two items leaning
+    towards each other, must not cancel out before one of them is clipped)."""
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    x = np.zeros(len(bounds))
+    free = np.ones(len(bounds), dtype=bool)
+    for _ in range(len(bounds) + 1):
+        fixed = ~free
+        rest = r - a[:, fixed] @ x[fixed] if fixed.any() else r
+        af = a[:, free]
+        x[free] = np.linalg.solve(af.T @ af + np.diag(1.0 / np.square(sds[free])), af.T @ rest)
+        out = free & ((x < lo) | (x > hi))
+        if not out.any():
+            break
+        x = np.clip(x, lo, hi)
+        free &= ~out
+        if not free.any():
+            break
+    return np.clip(x, lo, hi)
+
+
 def fit(observed: Sequence[float], sources: Sequence[Source], noise_g: float) -> ShapeFit:
     """The cost of explaining ``observed`` (per plate of the shelf, in order) by ``sources``."""
     obs = np.asarray(observed, dtype=float)
@@ -113,9 +138,7 @@ def fit(observed: Sequence[float], sources: Sequence[Source], noise_g: float) ->
         if dirs:
             a = np.stack([_couple(d, c) for d in dirs], axis=1) / sigma[:, None]
             r = (obs - _couple(base, c)) / sigma
-            reg = np.diag(1.0 / np.square(sds))
-            theta = np.linalg.solve(a.T @ a + reg, a.T @ r)
-            theta = np.clip(theta, [b[0] for b in bounds], [b[1] for b in bounds])
+            theta = _bounded_ridge(a, r, np.asarray(sds), bounds)
         s = base + (np.stack(dirs, axis=1) @ theta if dirs else 0.0)
         if n > 1:
             # Couplings given the placement: obs - s ~ sum c_k (s_k - s_k+1) (e_k+1 - e_k).

@@ -11,8 +11,9 @@ from edge.contracts import WeightEvent
 from store_server import metrics
 from store_server.domain.explain import Explanation, Line, explain
 from store_server.domain.fusion import line_shoppers, nearest_shopper
-from store_server.domain.layout import StoreLayout
+from store_server.domain.layout import StoreLayout, distance
 from store_server.domain.session import ShopperSession
+from store_server.domain.sightings import NEAR_PLATE_M, combine
 
 if TYPE_CHECKING:
     from store_server.service.handlers import Context
@@ -85,6 +86,38 @@ def reach_points(layout: StoreLayout, msg: WeightEvent) -> list[tuple[float, flo
     y = sum(layout.plates[p].y_m * w for p, w in changes.items()) / total
     main = layout.plates[max(changes, key=lambda p: (changes[p], p))]
     return [(x, y), (main.x_m, main.y_m)]
+
+
+def _seen_in_hands(
+    ctx: Context, msg: WeightEvent, ln: Line, sessions: dict[str, ShopperSession]
+) -> list[tuple[ShopperSession, float, Line]] | None:
+    """Who the ceiling camera saw holding the product at these plates during the event: with
+    shoppers side by side it names the taker better than where they stood. Several hands share the
+    items by the boxes seen in each (at least one each)."""
+    if ctx.sightings is None:
+        return None
+    w = ctx.assign_window_s
+    spots = [ctx.layout.plate_centroid([p]) for p in msg.plate_ids if p in ctx.layout.plates]
+    held: dict[str, tuple[ShopperSession, list[float], int]] = {}
+    for s in ctx.sightings.window(msg.t_start - w, msg.t_end + w):
+        if s.sku != ln.sku or s.track_id not in sessions:
+            continue
+        if min(distance((s.x_m, s.y_m), spot) for spot in spots) > NEAR_PLATE_M:
+            continue
+        owner = sessions[s.track_id]
+        _, seen, boxes = held.get(owner.id, (owner, [], 0))
+        held[owner.id] = (owner, [*seen, s.confidence], max(boxes, s.count))
+    if not held or len(held) > ln.quantity:
+        return None
+    ranked = sorted(held.values(), key=lambda h: (-h[2], -combine(h[1]), h[0].id))
+    counts = [1] * len(ranked)
+    for _ in range(ln.quantity - len(ranked)):  # the rest to whoever held more than they are given
+        k = max(range(len(ranked)), key=lambda i: (ranked[i][2] - counts[i], -i))
+        counts[k] += 1
+    metrics.DECISIONS.labels(outcome="taker_seen").inc()
+    return [
+        (s, combine(seen), replace(ln, quantity=n)) for (s, seen, _), n in zip(ranked, counts, strict=True)
+    ]
 
 
 def _split_by_plate(
@@ -162,12 +195,15 @@ def owners(
             holder = _holder(ln.sku, session, others)
             give(holder, shopper_confidence, ln)
             continue
-        split = _split_by_plate(ctx, msg, ln, sessions) if known else None
+        split = None
+        if known:  # who the camera saw holding it, else the plates each shopper stood at
+            split = _seen_in_hands(ctx, msg, ln, sessions) or _split_by_plate(ctx, msg, ln, sessions)
+        m = matches.get(ln.sku)
         if split:
             for owner, confidence, part in split:
-                give(owner, confidence, part)
+                agrees = len(split) == 1 and m is not None and sessions[m.track_id].id == owner.id
+                give(owner, max(confidence, m.confidence) if agrees and m else confidence, part)
             continue
-        m = matches.get(ln.sku)
         owner, confidence = (sessions[m.track_id], m.confidence) if m else (session, shopper_confidence)
         give(owner, confidence, ln)
     if len(groups) > 1:
