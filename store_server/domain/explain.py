@@ -13,7 +13,8 @@ hypothesis has a cost, chi-square like (likelihood ~ exp(-cost / 2)), the sum of
 (b) ``planogram``: the per-plate shape (store_server.domain.shelf_shape): how well the hypothesis's items,
     taken from (or put back on) where their products stand, explain each plate's change once the
     shelf's mechanical coupling and items standing across two plates are allowed for; a put-back may
-    land on a wrong plate or shelf at ``MISPLACED_COST``;
+    land on a wrong plate or shelf at ``MISPLACED_COST``; beyond ``SHAPE_MAX`` the plates rule the
+    hypothesis out, whatever the weight says;
 (c) ``complexity``: each product beyond the first pays ``EXTRA_PRODUCT_COST``, so a set needs real
     support; beyond the number of shoppers at the shelf, when several stood there (each takes what is
     in front of them); a put-back with a take pays ``MIXED_COST`` too;
@@ -55,6 +56,7 @@ PUT_BACK_PRODUCTS = 2  # put-backs come from one cart: no three-product put-back
 MAX_Z = 5.0  # beyond this one product does not fit the weight ...
 MAX_RELATIVE_ERROR = 0.1  # ... unless within 10 % of whole items (catalogues understate the spread)
 SET_MAX_Z = 3.0  # several products are only believed on a close fit
+SHAPE_MAX = 30.0  # nor anything whose plates moved nothing like it (right ones stay under ~7)
 NOISE_SHARE = 0.5  # a change below half the lightest product around is noise, never an item
 NOISE_SIGMAS = 4.0  # the noise floor (in sigmas of the total) where no product stands around
 DECISIVE = 4.0  # the cost margin (likelihood ratio ~7) at which one kind of evidence decided alone
@@ -227,17 +229,18 @@ class _Scorer:
             abs(m) * (top_seen - self.vision.get(s, 0.0)) for (s, _), m in zip(lines, masses, strict=True)
         )
         mixed = len({q > 0 for _, q in lines}) > 1
+        planogram = self._planogram(lines, masses)
         return Candidate(
             lines=tuple((s, -q) for s, q in lines),  # a weight loss is a take
             expected_g=round(expected, 1),
             weight=z * z if abs(z) <= HUBER_Z else HUBER_Z * (2 * abs(z) - HUBER_Z),
-            planogram=self._planogram(lines, masses),
+            planogram=planogram,
             complexity=EXTRA_PRODUCT_COST * max(0, len(lines) - self.free_products)
             + (MIXED_COST if mixed else 0.0),
             vision=VISION_GAIN * seen / sum(abs(m) for m in masses)
             + VISION_MISS * sum(v for s, v in self.expect_seen.items() if s not in {sku for sku, _ in lines}),
             z=z,
-            fits=several or fits,
+            fits=(several or fits) and planogram <= SHAPE_MAX,
             near=all(_stands_near(self.layout, self.shelf, s) for s, q in lines if q < 0),
         )
 

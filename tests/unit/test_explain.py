@@ -128,3 +128,23 @@ def test_three_products_at_once_when_only_three_explain_weight_and_plates():
     exp = _one(layout, {"P1": -95.0, "P2": -240.0, "P3": -520.0, "P4": -95.0}, noise=1.0)
     assert sorted((ln.sku, ln.quantity) for ln in exp.lines) == [("jam", 1), ("oil", 1), ("tea", 1)]
     assert exp.candidates[0].complexity == 2 * EXTRA_PRODUCT_COST
+
+
+def test_a_put_back_and_a_take_in_one_interaction_are_both_explained(layout):
+    # A bag of chips put back on P3 while a cola leaves P1: the total (-170 g) fits nothing one-way.
+    changes = {"P1": -290.0, "P2": -35.0, "P3": 155.0}
+    exp = _one(layout, changes, noise=1.0, cart={"chips": 1})
+    assert sorted((ln.sku, ln.quantity) for ln in exp.lines) == [("chips", -1), ("cola", 1)]
+    assert not any(ln.misplaced for ln in exp.lines)
+    assert _one(layout, changes, noise=1.0).verdict == "unexplained"  # nothing to put back: staff look
+
+
+def test_a_product_seen_in_hand_and_left_out_counts_against_a_hypothesis(layout):
+    # Cola and lemon (350 / 352 g) side by side; 702 g left P1 and P2 with a lemon leaning on P1.
+    changes = {"P1": -440.0, "P2": -230.0, "P3": -32.0}
+    unseen = _one(layout, changes, noise=1.0)
+    seen = _one(layout, changes, noise=1.0, vision={"cola": 0.9, "lemon": 0.9})
+    pair = next(c for c in seen.candidates if len(c.lines) == 2)
+    colas = next(c for c in seen.candidates if c.lines == (("cola", 2),))
+    assert colas.vision > pair.vision == 0.0
+    assert next(c for c in unseen.candidates if c.lines == (("cola", 2),)).vision == 0.0
