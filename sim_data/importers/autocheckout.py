@@ -284,8 +284,25 @@ def _product_row(row: list[str]) -> tuple[str, PlateKey | None, float, int] | st
     return name, (g, s, p), weight, cents
 
 
-def read_ground_truth(path: Path, products: list[_Product], summary: ImportSummary) -> dict[str, int]:
-    """Items of all sessions, summed, keyed by product name as in the products CSV."""
+@dataclass(frozen=True)
+class TruthEvent:
+    """A shelf event of the ground truth, where the file has them (``walkout sim --format
+    autocheckout`` writes them; the public recordings only have each session's items)."""
+
+    kind: str
+    product: str  # Name, as in the products CSV
+    quantity: int
+    plates: tuple[PlateKey, ...]
+    t_start: float
+    t_end: float
+    observable: bool = True
+
+
+def read_ground_truth(
+    path: Path, products: list[_Product], summary: ImportSummary
+) -> tuple[dict[str, int], list[TruthEvent]]:
+    """Items of all sessions, summed, keyed by product name as in the products CSV, and the sessions'
+    shelf events where the file has them."""
     if not path.is_file():
         raise AutoCheckoutError(f"ground truth {path} does not exist",
                                 "pass the AutoCheckout ground-truth JSON, or leave out --ground-truth")
@@ -316,11 +333,30 @@ def read_ground_truth(path: Path, products: list[_Product], summary: ImportSumma
                                         "quantities are whole numbers >= 0")
             items[known] = items.get(known, 0) + int(qty)
     summary.truth_sessions = len(sessions)
+    events = [ev for i, session in enumerate(sessions) for ev in _events_of(path, i, session, names, folded)]
     if len(sessions) > 1:
         summary.warnings.append(
             f"the ground truth has {len(sessions)} sessions; without gate data the import makes one "
             "session holding all their items")
-    return {k: v for k, v in items.items() if v}
+    return {k: v for k, v in items.items() if v}, events
+
+
+def _events_of(path: Path, i: int, session: dict[str, Any], names: dict[str, str],
+               folded: dict[str, str]) -> list[TruthEvent]:
+    """A session's optional ``events``: the per-event truth that lets a report explain each miss."""
+    out = []
+    for k, ev in enumerate(session.get("events") or []):
+        where = f"{path}: sessions[{i}].events[{k}]"
+        try:
+            name = names.get(ev["product"]) or folded[str(ev["product"]).strip().casefold()]
+            out.append(TruthEvent(str(ev["kind"]), name, int(ev["quantity"]),
+                                  tuple((int(g), int(s), int(p)) for g, s, p in ev["plates"]),
+                                  float(ev["t_start"]), float(ev["t_end"]), bool(ev.get("observable", True))))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AutoCheckoutError(f"{where} is not an event ({exc!r})",
+                                    "give kind, product, quantity, plates, t_start and t_end, "
+                                    "or leave the events out") from None
+    return out
 
 
 # ------------------------------------------------------------------------------------ catalog and layout
@@ -497,7 +533,9 @@ def import_autocheckout(weights_dir: str | Path, products_csv: str | Path, out: 
     summary = ImportSummary()
     files = find_weight_files(Path(weights_dir))
     products = read_products(Path(products_csv), summary)
-    truth_items = read_ground_truth(Path(ground_truth), products, summary) if ground_truth else None
+    truth_items, truth_events = (
+        read_ground_truth(Path(ground_truth), products, summary) if ground_truth else (None, [])
+    )
 
     series: dict[PlateKey, tuple[np.ndarray, np.ndarray]] = {}
     for i, (key, path) in enumerate(files.items(), start=1):
@@ -556,7 +594,7 @@ def import_autocheckout(weights_dir: str | Path, products_csv: str | Path, out: 
 
     summary.messages = sum(len(stream) for stream in streams.values())
     summary.duration_s = round(t_end - start, 3)
-    truth = _ground_truth(start, entry_t, exit_t, entry_id, truth_items, sku_of)
+    truth = _ground_truth(start, entry_t, exit_t, entry_id, truth_items, sku_of, truth_events)
     manifest = {"source": "autocheckout", "scenario": "autocheckout", "seed": None, "store_id": STORE_ID,
                 "t0": start, "duration_s": summary.duration_s, "fidelity": "signal",
                 "notes": [
@@ -616,7 +654,8 @@ def _sequence(streams: dict[str, list[_Entry]], progress: Progress | None) -> It
 
 
 def _ground_truth(start: float, entry_t: float, exit_t: float, entry_id: str,
-                  items: dict[str, int] | None, sku_of: dict[str, str]) -> dict[str, Any]:
+                  items: dict[str, int] | None, sku_of: dict[str, str],
+                  events: list[TruthEvent] | None = None) -> dict[str, Any]:
     return {
         "store_id": STORE_ID,
         "scenario": "autocheckout",
@@ -627,8 +666,15 @@ def _ground_truth(start: float, entry_t: float, exit_t: float, entry_id: str,
         "sessions": [{"account_token": SHOPPER_TOKEN, "track_id": TRACK_ID, "entry_msg_id": entry_id,
                       "entered_at": entry_t, "exited_at": exit_t,
                       "items": dict(sorted((sku_of[n], q) for n, q in (items or {}).items()))}],
-        # The source has no per-event truth and, without --ground-truth, no cart either.
+        # A public recording has no per-event truth and, without --ground-truth, no cart either; a
+        # file written by `walkout sim --format autocheckout` has both. Every event is the one session's.
         "items_known": items is not None,
-        "events": [],
-        "events_known": False,
+        "events": [
+            {"kind": ev.kind, "sku": sku_of[ev.product], "quantity": ev.quantity,
+             "plate_ids": [plate_id(k) for k in ev.plates], "track_id": TRACK_ID,
+             "t_start": ev.t_start, "t_end": ev.t_end, "observable": ev.observable}
+            for ev in sorted(events or [], key=lambda e: (e.t_start, e.t_end))
+            if ev.product in sku_of
+        ],
+        "events_known": bool(events),
     }

@@ -36,7 +36,7 @@ from store_server.service.weight_decision import (
 logger = logging.getLogger(__name__)
 
 
-ALONE_CONFIDENCE = 0.8  # an event given to the only shopper in the store, none seen within reach
+ALONE_CONFIDENCE = 0.95  # an event given to the only shopper in the store, none seen within reach
 LOST_AFTER_S = 30.0  # a group member unseen this long before another member's exit has left
 
 

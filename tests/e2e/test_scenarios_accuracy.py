@@ -60,9 +60,18 @@ def test_ideal_signals_give_exact_receipts_through_the_edge_detector(scenario, m
 
 
 # Floors at the realistic profile (coupling, ringing, hand pressure, spikes, items across plates), seed 7,
-# as measured when they were set (exact receipts / F1: basic 0.875 / 0.94, crowded-shelf 0.75 / 0.88,
-# same-weight 1.0 / 1.0), less a margin. The goal is 0.99 / 0.995: raise them as accuracy improves.
-REALISTIC_FLOORS = {"basic": (0.75, 0.9), "crowded-shelf": (0.6, 0.8), "same-weight": (0.85, 0.95)}
+# as measured when they were set (exact receipts / F1 / review items per visit: basic 0.875 / 0.94 / 0.12
+# (a look-alike standing across two plates, no camera in that scenario), putbacks, crowded-shelf,
+# same-weight and hands 1.0 / 1.0 / <= 0.12, misplaced 0.875 / 0.96 / 0.25), less one receipt of margin.
+# The goal is 0.99 / 0.995 / 0.05: raise them as accuracy improves.
+REALISTIC_FLOORS = {
+    "basic": (0.75, 0.9),
+    "putbacks": (0.875, 0.95),
+    "misplaced": (0.75, 0.9),
+    "crowded-shelf": (0.875, 0.95),
+    "same-weight": (0.875, 0.95),
+    "hands": (0.875, 0.95),
+}
 
 
 @pytest.mark.parametrize("scenario", sorted(REALISTIC_FLOORS))
@@ -75,5 +84,6 @@ def test_realistic_signals_reach_their_floor_and_every_miss_is_explained(scenari
     problems = sum(len(m["problems"]) for m in metrics["mismatches"])
     assert len(metrics["explanations"]) == problems
     assert all(x["why"] and x["true_events"] for x in metrics["explanations"] if x["truth"])
-    # Staff are asked about doubtful decisions, never about every plate fragment.
-    assert metrics["review_items_per_visit"] <= 1.0
+    assert metrics["vanished_events"] == 0  # every weight change made a decision or a review item
+    # Staff are asked about doubtful decisions only, never about every plate fragment.
+    assert metrics["review_items_per_visit"] <= 0.375

@@ -122,6 +122,15 @@ def test_every_shopper_keeps_their_items_and_events(layout: StoreLayout, trip: T
         total.update({sku_of[name[sku]]: q for sku, q in s["items"].items()})
     [session] = ds.ground_truth["sessions"]
     assert session["items"] == dict(sorted(total.items())) and ds.ground_truth["items_known"] is True
+    # ... and every shelf event, the one session's now, so a report can explain each miss.
+    imported = ds.ground_truth["events"]
+    assert ds.ground_truth["events_known"] is True and len(imported) == len(truth["events"])
+    assert {e["track_id"] for e in imported} == {session["track_id"]}
+    got = sorted((e["kind"], e["sku"], e["quantity"], tuple(e["plate_ids"]), e["t_start"]) for e in imported)
+    assert got == sorted(
+        (e["kind"], sku_of[name[e["sku"]]], e["quantity"], tuple(e["plate_ids"]), e["t_start"])
+        for e in truth["events"]
+    )
 
 
 def test_an_event_level_run_is_refused(layout: StoreLayout, tmp_path: Path) -> None:
