@@ -134,12 +134,14 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def accuracy_section(rows: list[dict[str, Any]], seeds: Sequence[int]) -> list[str]:
-    realistic = [r for r in rows if r["profile"] == "realistic"]
-    def ok(r: dict[str, Any]) -> bool:
+    realistic = [r for r in rows if r["profile"] == "realistic" and r["path"] == "walkout"]
+
+    def charged_right(r: dict[str, Any]) -> bool:
         return bool(r["exact_receipts"] >= GOAL_EXACT and r["f1"] >= GOAL_F1)
 
-    scenarios = dict.fromkeys(r["scenario"] for r in realistic)
-    met = [s for s in scenarios if all(ok(r) for r in realistic if r["scenario"] == s)]
+    met = [r["scenario"] for r in realistic if charged_right(r)
+           and r["review_items_per_visit"] < GOAL_REVIEWS_PER_VISIT]
+    charged = [r["scenario"] for r in realistic if charged_right(r) and r["scenario"] not in met]
     return [
         "## Accuracy per scenario at the realistic signal profile (ideal beside it), through Mosquitto",
         "",
@@ -156,7 +158,9 @@ def accuracy_section(rows: list[dict[str, Any]], seeds: Sequence[int]) -> list[s
         "",
         *table(rows),
         "",
-        f"Goal met at the realistic profile by: {', '.join(met) or 'none'}.",
+        f"Goal met at the realistic profile (walkout path) by: {', '.join(met) or 'none'}"
+        + (f"; exact receipts and F1 but not the review load: {', '.join(charged)}" if charged else "")
+        + ".",
         "",
     ]
 
