@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+ONLY_HOLDER_CONFIDENCE = 0.9  # a put-back beside others, of a product only one cart there held
+
 
 def explain_event(
     ctx: Context,
@@ -65,13 +67,11 @@ def carts_of(sessions: list[ShopperSession]) -> dict[str, int]:
     return held
 
 
-def _holder(sku: str, session: ShopperSession, others: list[ShopperSession]) -> ShopperSession:
+def _holder(sku: str, session: ShopperSession, others: list[ShopperSession]) -> tuple[ShopperSession, bool]:
     """Whose cart a put-back of ``sku`` came from: ``session``'s if it holds one, else the first of
-    the ``others`` at the shelf that does."""
-    for s in (session, *others):
-        if any(line.sku == sku and line.quantity > 0 for line in s.cart()):
-            return s
-    return session
+    the ``others`` at the shelf that does; and whether that cart is the only one there holding it."""
+    holding = [s for s in (session, *others) if any(ln.sku == sku and ln.quantity > 0 for ln in s.cart())]
+    return (holding[0] if holding else session), len(holding) == 1
 
 
 def reach_points(layout: StoreLayout, msg: WeightEvent) -> list[tuple[float, float]]:
@@ -192,8 +192,10 @@ def owners(
     )
     for ln in exp.lines:
         if ln.quantity < 0:
-            holder = _holder(ln.sku, session, others)
-            give(holder, shopper_confidence, ln)
+            holder, only = _holder(ln.sku, session, others)
+            # Of the shoppers at the shelf, only this one had the product to put back: theirs.
+            sure = only and bool(others)
+            give(holder, max(shopper_confidence, ONLY_HOLDER_CONFIDENCE) if sure else shopper_confidence, ln)
             continue
         split = None
         if known:  # who the camera saw holding it, else the plates each shopper stood at

@@ -143,3 +143,11 @@ def test_a_put_back_and_a_take_in_one_interaction_change_both_carts_they_belong_
     msg = _event(1, {"P1": -300.0, "P2": -30.0, "P3": 160.0})
     assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
     assert _cart(uow, "s-0") == [("cola", 1)] and _cart(uow, "s-1") == []
+    # Side by side (unsure who stood nearer), the chips are still the one chips-holder's put-back.
+    ctx, uow = _store(layout, {"t1": (3.6, 3.6), "t2": (3.8, 3.6)})
+    returning = uow.sessions.get("s-1")
+    returning.take("earlier", "chips", 1, 95.0, 1.0)
+    uow.sessions.save(returning)
+    handlers.change_cart(ctx, uow, _event(2, {"P2": 20.0, "P3": 142.0, "P4": 18.0}), "topic", 0.0)
+    assert _cart(uow, "s-1") == [] and _cart(uow, "s-0") == []
+    assert uow.reviews.list() == []
