@@ -154,6 +154,11 @@ class Grouper:
         # A touch (no step of its own) beside a step also belongs to it: what it kept of the level
         # is that step's coupling.
         takers = (steps or stronger[:1]) if stronger else ([] if s.step else steps)
+        # Coupling is simultaneous: of several steps beside it, one that had settled before this
+        # segment began passed none of its change on (a later hand, a put-back after a pick, did).
+        during = [o for o in takers if o.a_end >= s.a_start]
+        if during and len(during) < len(takers):
+            takers = during
         s.links = tuple((o.uid, f) for o, f in zip(takers, _shares(takers), strict=True))
         if now - s.a_end > self._hold:  # a neighbour busy this long is another shopper's
             s.frozen = True
