@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sim_data.evaluate import session_of_event
 from store_server.domain.layout import StoreLayout
-from store_server.domain.review import ReviewKind
+from store_server.domain.review import FUSION, ReviewKind
 from store_server.domain.session import session_id_for
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def collect(server: StoreServer) -> RunDecisions:
     candidates: dict[str, list[dict[str, Any]]] = {}
     for r in reviews:
         item = {"id": r.id, "kind": r.kind.value, "event_id": r.event_id, "session_id": r.session_id,
-                "summary": r.summary}
+                "summary": r.summary, "resolved_by": r.resolved_by}
         out_reviews.append(item)
         if r.event_id in events:
             events[r.event_id].reviews.append(item)
@@ -133,18 +133,22 @@ def collect(server: StoreServer) -> RunDecisions:
 
 
 def review_figures(decisions: RunDecisions, visits: int) -> dict[str, Any]:
-    """``review_items`` (all kinds), ``unexplained_events`` (weight events no product or shopper
-    explains) and ``review_items_per_visit``."""
-    total = len(decisions.reviews)
-    unexplained = sum(1 for r in decisions.reviews if r["kind"] in UNEXPLAINED_KINDS)
+    """``review_items`` (all kinds) staff had to decide, ``unexplained_events`` (weight events no
+    product or shopper explains) and ``review_items_per_visit``; ``review_items_joined``: items fusion
+    closed itself, a part of an interaction the edge split explained with the rest of it (staff
+    never decide those)."""
+    staff = [r for r in decisions.reviews if r.get("resolved_by") != FUSION]
+    total = len(staff)
+    unexplained = sum(1 for r in staff if r["kind"] in UNEXPLAINED_KINDS)
     by_kind: dict[str, int] = {}
-    for r in decisions.reviews:
+    for r in staff:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
     return {
         "review_items": total,
         "unexplained_events": unexplained,
         "review_items_per_visit": round(total / visits, 4) if visits else 0.0,
         "review_items_by_kind": dict(sorted(by_kind.items())),
+        "review_items_joined": len(decisions.reviews) - total,
         "weight_events": len(decisions.events),
         "undecided_weight_events": sum(1 for e in decisions.events if not e.decided),
     }

@@ -32,6 +32,9 @@ class ReviewStatus(StrEnum):
     DISMISSED = "dismissed"  # kept as decided (or a dispute rejected)
 
 
+FUSION = "fusion"  # ``resolved_by`` of an item fusion closed itself (a split event explained whole)
+
+
 class ReviewError(ValueError):
     """A resolution that cannot be applied; the message is shown to staff."""
 

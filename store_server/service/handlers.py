@@ -13,12 +13,14 @@ from typing import Any
 
 from edge.contracts import GatePass, WeightEvent
 from store_server import metrics
+from store_server.domain.explain import Explanation
 from store_server.domain.fusion import TrackHistory, continuation, nearest_shopper
 from store_server.domain.layout import StoreLayout, Zone, distance
 from store_server.domain.pricing import price_cart
 from store_server.domain.receipt import Receipt, receipt_id_for
 from store_server.domain.session import LineChange, ShopperSession, session_id_for
 from store_server.domain.sightings import Sightings
+from store_server.service import event_join
 from store_server.service import review_open as review
 from store_server.service.accounts import EntryRejected, admit
 from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
@@ -185,22 +187,20 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
             received_at,
         )
     sessions = _bound_tracks(uow)
-    w = ctx.assign_window_s
-    match = None
-    for point in reach_points(ctx.layout, msg):
-        t0, t1 = msg.t_start - w, msg.t_end + w
-        match = nearest_shopper(ctx.tracks, sorted(sessions), point, t0, t1, ctx.reach_m)
-        if match is not None:
-            break
-    in_store = uow.sessions.open_sessions() if match is None else []
-    if match is not None:
-        session, shopper_confidence = sessions[match.track_id], match.confidence
-    elif len(in_store) == 1:
-        # Nobody seen within reach, but only one shopper is in the store: it can only be theirs.
-        session = in_store[0]
-        shopper_confidence = ALONE_CONFIDENCE
-        metrics.DECISIONS.labels(outcome="only_shopper").inc()
-    else:
+    parts = event_join.split_parts(uow, msg)
+    if parts:
+        # An earlier event on this shelf that fitted nothing may be a piece of this interaction the
+        # edge cut off (shoppers side by side): explained together, neither needs staff.
+        whole = event_join.joined(msg, [event for event, _ in parts])
+        attributed = _attribute(ctx, uow, whole, sessions)
+        if attributed is not None:
+            reading = _read(ctx, whole, sessions, *attributed)
+            if reading.exp.explained:
+                event_join.close_joined(uow, [item for _, item in parts], msg.msg_id)
+                return _decide_lines(ctx, uow, whole, sessions, reading)
+    attributed = _attribute(ctx, uow, msg, sessions)
+    if attributed is None:
+        in_store = uow.sessions.open_sessions()
         # Whoever it was, a put-back came from one of the carts in the store.
         unattributed = explain_event(ctx, msg, carts_of(in_store))
         if unattributed.verdict == "noise":
@@ -211,8 +211,58 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         if in_store:  # staff decide whose it was
             review.open_unattributed(ctx, uow, msg, in_store, unattributed)
         return Outcome("unattributed")
-    if session.has_applied(msg.msg_id):
-        return Outcome("duplicate", session.id)
+    if attributed[0].has_applied(msg.msg_id):
+        return Outcome("duplicate", attributed[0].id)
+    reading = _read(ctx, msg, sessions, *attributed)
+    exp, session = reading.exp, reading.session
+    if exp.verdict == "noise":
+        count_noise(msg, exp)
+        return Outcome("noise", session.id)
+    if not exp.explained:
+        logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
+        metrics.DECISIONS.labels(outcome="no_product").inc()
+        review.open_unexplained(ctx, uow, msg, session, exp)  # staff decide what it was
+        return Outcome("unexplained", session.id)
+    return _decide_lines(ctx, uow, msg, sessions, reading)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A weight event explained at its shelf: whose it most likely is and what moved."""
+
+    session: ShopperSession
+    shopper_confidence: float
+    at_shelf: list[ShopperSession]
+    exp: Explanation
+
+
+def _attribute(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession]
+) -> tuple[ShopperSession, float] | None:
+    """The shopper nearest to where the hand was, or the only one in the store; None: nobody."""
+    w = ctx.assign_window_s
+    for point in reach_points(ctx.layout, msg):
+        match = nearest_shopper(
+            ctx.tracks, sorted(sessions), point, msg.t_start - w, msg.t_end + w, ctx.reach_m
+        )
+        if match is not None:
+            return sessions[match.track_id], match.confidence
+    in_store = uow.sessions.open_sessions()
+    if len(in_store) == 1:
+        # Nobody seen within reach, but only one shopper is in the store: it can only be theirs.
+        metrics.DECISIONS.labels(outcome="only_shopper").inc()
+        return in_store[0], ALONE_CONFIDENCE
+    return None
+
+
+def _read(
+    ctx: Context,
+    msg: WeightEvent,
+    sessions: dict[str, ShopperSession],
+    session: ShopperSession,
+    shopper_confidence: float,
+) -> _Reading:
+    w = ctx.assign_window_s
     at_shelf = visits_at(ctx, msg, sessions)
     # Put-backs come from the carts at the shelf: this shopper's, or a neighbour's beside them.
     cart = carts_of([session, *(s for s in at_shelf if s.id != session.id)])
@@ -225,16 +275,16 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         else None
     )
     exp = explain_event(ctx, msg, cart, vision=vision or None, shoppers=len(at_shelf))
-    if exp.verdict == "noise":
-        count_noise(msg, exp)
-        return Outcome("noise", session.id)
-    if not exp.explained:
-        logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
-        metrics.DECISIONS.labels(outcome="no_product").inc()
-        review.open_unexplained(ctx, uow, msg, session, exp)  # staff decide what it was
-        return Outcome("unexplained", session.id)
+    return _Reading(session, shopper_confidence, at_shelf, exp)
+
+
+def _decide_lines(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession], reading: _Reading
+) -> Outcome:
+    """Apply every line of an explained event to the cart of whoever took it."""
+    exp, session = reading.exp, reading.session
     doubtful: tuple[ShopperSession, float, float] | None = None
-    decided = owners(ctx, msg, exp, sessions, session, shopper_confidence, at_shelf)
+    decided = owners(ctx, msg, exp, sessions, session, reading.shopper_confidence, reading.at_shelf)
     for owner, owner_confidence, owned in decided:
         confidence = round(exp.confidence * owner_confidence * msg.confidence, 4)
         lines = [

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from edge.contracts import WeightEvent
 from store_server.domain.fusion import TrackHistory
-from store_server.domain.review import ReviewKind
+from store_server.domain.review import FUSION, ReviewKind, ReviewStatus
 from store_server.domain.session import ShopperSession
 from store_server.service import handlers
+from store_server.service.ports import InboxRow
 from tests.fakes import FakePaymentGateway, FakeUnitOfWork
 
 
@@ -151,3 +152,42 @@ def test_a_put_back_and_a_take_in_one_interaction_change_both_carts_they_belong_
     handlers.change_cart(ctx, uow, _event(2, {"P2": 20.0, "P3": 142.0, "P4": 18.0}), "topic", 0.0)
     assert _cart(uow, "s-1") == [] and _cart(uow, "s-0") == []
     assert uow.reviews.list() == []
+
+
+def _inboxed(uow, msg: WeightEvent) -> WeightEvent:
+    row = InboxRow(
+        msg.msg_id, msg.node_id, "weight", "topic", msg.ts, msg.t_end, msg.model_dump(mode="json"), 0.0
+    )
+    uow.inbox.add_many([row])
+    return msg
+
+
+def test_a_pick_the_edge_split_between_two_events_is_explained_whole_and_needs_no_staff(layout):
+    # 1 x cola (P1) and 1 x chips (P3) taken side by side; the edge cut the interaction in the wrong
+    # place: 50 g of the chips went with the cola. Neither part fits anything; together they do.
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    first = _inboxed(uow, _event(1, {"P3": -120.0, "P4": -10.0}))
+    assert handlers.change_cart(ctx, uow, first, "topic", 0.0).kind == "unexplained"
+    (item,) = uow.reviews.list()
+    second = _inboxed(uow, _event(2, {"P1": -330.0, "P2": -70.0}).model_copy(update={"t_end": 101.5}))
+    assert handlers.change_cart(ctx, uow, second, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow) == [("chips", 1), ("cola", 1)]
+    assert {c.event_id for c in uow.sessions.get("s-0").changes} == {second.msg_id}
+    closed = uow.reviews.get(item.id)
+    assert closed.status is ReviewStatus.RESOLVED and closed.resolved_by == FUSION
+    assert closed.resolution["action"] == "joined" and closed.resolution["into"] == second.msg_id
+    assert [r for r in uow.reviews.list() if r.is_open] == []
+
+
+def test_events_apart_in_time_are_never_joined(layout):
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    first = _inboxed(uow, _event(1, {"P3": -120.0, "P4": -10.0}))
+    handlers.change_cart(ctx, uow, first, "topic", 0.0)
+    later = {"t_start": 104.0, "t_end": 105.0, "ts": 106.0}
+    second = _inboxed(uow, _event(2, {"P1": -330.0, "P2": -70.0}).model_copy(update=later))
+    for track in ("t1",):
+        for t in (103.0, 104.0, 105.0, 106.0):
+            ctx.tracks.add(track, t, 3.5, 3.9)
+    assert handlers.change_cart(ctx, uow, second, "topic", 0.0).kind == "unexplained"
+    assert _cart(uow) == []
+    assert len([r for r in uow.reviews.list() if r.is_open]) == 2

@@ -1,0 +1,77 @@
+"""Weight events the edge split, explained together.
+
+When several shoppers reach into one shelf at almost the same moment, coupling mixes their plates'
+signals and the edge detector may cut the interaction in the wrong place: part of one item's weight
+goes into the neighbouring event (one pick of 212 g published as -156 g beside a -1136 g event that
+holds the other 56 g). Neither part then fits a product, although the two together fit exactly.
+
+So an event that arrives while an earlier event on the same shelf, overlapping it in time, is still
+an open *unexplained* review item is also explained joined with it: plates' changes and totals
+summed, from the first start to the last end. When the joined event is explained, it is decided
+under the new event's id and the earlier review item is closed by fusion (``resolved_by`` =
+:data:`store_server.domain.review.FUSION`, ``resolution.action`` = ``"joined"``): staff never have to decide it. Deterministic:
+it reads only the inbox and the review items, both replayed in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from edge.contracts import WeightEvent, decode_any
+from store_server import metrics
+from store_server.domain.review import FUSION, ReviewItem, ReviewKind, ReviewStatus, review_id_for
+from store_server.service.ports import UnitOfWork
+
+OVERLAP_S = 1.0  # events this close in time (or overlapping) on one shelf may be one interaction
+LOOK_BACK_S = 30.0  # the longest an earlier part can have started before this event
+
+
+def split_parts(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEvent, ReviewItem]]:
+    """Earlier events on ``msg``'s shelf, overlapping it in time, whose unexplained item is open."""
+    out = []
+    for row in uow.inbox.of_kind_since("weight", msg.t_start - LOOK_BACK_S):
+        if row.msg_id == msg.msg_id or row.payload.get("shelf_id") != msg.shelf_id:
+            continue
+        item = uow.reviews.get(review_id_for(ReviewKind.UNEXPLAINED, row.msg_id))
+        if item is None or not item.is_open:  # decided otherwise, or not decided yet
+            continue
+        other = decode_any(row.payload)
+        if not isinstance(other, WeightEvent):
+            continue
+        if other.t_start <= msg.t_end + OVERLAP_S and msg.t_start <= other.t_end + OVERLAP_S:
+            out.append((other, item))
+    return out
+
+
+def joined(msg: WeightEvent, parts: list[WeightEvent]) -> WeightEvent:
+    """``msg`` and ``parts`` as one interaction, under ``msg``'s id."""
+    changes: dict[str, float] = {}
+    for event in (msg, *parts):
+        for plate, delta in event.plate_changes.items():
+            changes[plate] = changes.get(plate, 0.0) + delta
+    plates = sorted(changes)
+    events = (msg, *parts)
+    shelf = [e.shelf_delta_g for e in events if e.shelf_delta_g is not None]
+    return msg.model_copy(
+        update={
+            "plate_ids": plates,
+            "plate_deltas_g": [changes[p] for p in plates],
+            "delta_g": sum(e.delta_g for e in events),
+            "shelf_delta_g": sum(shelf) if len(shelf) == len(events) else None,
+            "t_start": min(e.t_start for e in events),
+            "t_end": max(e.t_end for e in events),
+            "noise_g": math.sqrt(sum(e.noise_g**2 for e in events)),
+            "confidence": min(e.confidence for e in events),
+        }
+    )
+
+
+def close_joined(uow: UnitOfWork, items: list[ReviewItem], into: str) -> None:
+    """Close the parts' review items: the joined event ``into`` explained them."""
+    for item in items:
+        item.status = ReviewStatus.RESOLVED
+        item.resolution = {"action": "joined", "into": into, "corrections": [], "receipts": [], "note": ""}
+        item.resolved_by, item.resolved_at = FUSION, time.time()
+        uow.reviews.save(item)
+        metrics.DECISIONS.labels(outcome="joined_split_event").inc()
