@@ -19,6 +19,7 @@ field and the reason, cheaply, before the JSON is decoded into Python objects wh
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Final, Literal, Protocol
 
 from pydantic import (
@@ -102,7 +103,10 @@ class WeightEvent(Message):
     a pick from one plate shows on its neighbours too), ``shelf_delta_g`` the change of the whole shelf
     (every plate, also those below the detector's per-plate threshold), which mechanical coupling
     conserves; ``delta_g`` is the node's best estimate of the interaction's weight (the shelf total
-    when it has one). v1 events have neither list nor total.
+    when it has one). v1 events have neither list nor total. ``plate_steps_t`` (v2, optional): when
+    each plate's level changed, same order, within ``t_start`` .. ``t_end``; an interaction that
+    chained several hands on a shelf starts with the first of them, and the step times say whose hand
+    was there when the weight moved.
     """
 
     kind: Literal["weight"] = "weight"
@@ -116,11 +120,17 @@ class WeightEvent(Message):
     confidence: Confidence = 1.0
     plate_deltas_g: Annotated[list[Grams], Field(max_length=MAX_PLATES)] | None = None
     shelf_delta_g: Grams | None = None
+    plate_steps_t: Annotated[list[EpochSeconds], Field(max_length=MAX_PLATES)] | None = None
 
     @model_validator(mode="after")
     def _times_ordered(self) -> WeightEvent:
         if self.plate_deltas_g is not None and len(self.plate_deltas_g) != len(self.plate_ids):
             raise _field_error("plate_deltas_g", "plate_deltas_g needs one change per plate in plate_ids")
+        if self.plate_steps_t is not None:
+            if len(self.plate_steps_t) != len(self.plate_ids):
+                raise _field_error("plate_steps_t", "plate_steps_t needs one time per plate in plate_ids")
+            if any(not self.t_start <= t <= self.t_end for t in self.plate_steps_t):
+                raise _field_error("plate_steps_t", "plate_steps_t must lie within t_start .. t_end")
         if len(set(self.plate_ids)) != len(self.plate_ids):
             raise _field_error("plate_ids", "plate_ids must not repeat a plate")
         return self._check_times()
@@ -138,6 +148,13 @@ class WeightEvent(Message):
         if self.plate_deltas_g is not None:
             return dict(zip(self.plate_ids, self.plate_deltas_g, strict=True))
         return {p: self.delta_g / len(self.plate_ids) for p in self.plate_ids}
+
+    def step_times(self, plates: Iterable[str] | None = None) -> list[float]:
+        """When the level of ``plates`` (default: all) changed; [] when the node did not say."""
+        if self.plate_steps_t is None:
+            return []
+        wanted = set(self.plate_ids if plates is None else plates)
+        return [t for p, t in zip(self.plate_ids, self.plate_steps_t, strict=True) if p in wanted]
 
 
 class TrackPoint(_Strict):

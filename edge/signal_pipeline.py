@@ -79,6 +79,7 @@ def weight_payload(
     """
     ts = math.ceil(round(change.decided_at * 1000, 6)) / 1000  # rounded up: never before the batch
     t_end = min(round(change.t_end, 3), ts)
+    t_start = min(round(change.t_start, 3), t_end)
     per_plate = len(change.plate_deltas) == len(change.plate_ids)
     event = c.WeightEvent(
         node_id=node_id,
@@ -88,12 +89,17 @@ def weight_payload(
         shelf_id=shelf_id,
         plate_ids=list(change.plate_ids),
         delta_g=round(change.delta_g, 2),
-        t_start=min(round(change.t_start, 3), t_end),
+        t_start=t_start,
         t_end=t_end,
         noise_g=round(change.noise_g, 3),
         confidence=round(change.confidence, 3),
         plate_deltas_g=[round(d, 2) for d in change.plate_deltas] if per_plate else None,
         shelf_delta_g=None if change.shelf_delta_g is None else round(change.shelf_delta_g, 2),
+        plate_steps_t=(
+            [min(max(round(t, 3), t_start), t_end) for t in change.plate_steps_t]
+            if len(change.plate_steps_t) == len(change.plate_ids)
+            else None
+        ),
     )
     return event.model_dump(mode="json")
 

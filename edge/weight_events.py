@@ -40,6 +40,7 @@ class DetectedWeightChange:
     decided_at: float  # time of the sample at which the event was decided (>= t_end)
     plate_deltas: tuple[float, ...] = ()
     shelf_delta_g: float | None = None  # the whole shelf's change (quiet neighbours' shifts included)
+    plate_steps_t: tuple[float, ...] = ()  # when each plate's level changed, same order as plate_ids
 
 
 @dataclass(frozen=True)
@@ -122,17 +123,36 @@ class EventMaker:
             1.0 - RINGING_DOUBT * (1.0 - settle)
         )
         t_start = self._hist.t(a_first)
+        t_end = max(t_start, self._hist.t(a_last))
         return DetectedWeightChange(
             plate_ids=tuple(self._ids[q] for q in plates),
             delta_g=total,
             t_start=t_start,
-            t_end=max(t_start, self._hist.t(a_last)),
+            t_end=t_end,
             noise_g=noise,
             confidence=max(0.0, min(1.0, confidence)),
             decided_at=at.t_now,
             plate_deltas=tuple(change[q] for q in plates),
             shelf_delta_g=total,
+            plate_steps_t=tuple(
+                min(max(self._step_time(q, group), t_start), t_end) if q in own else t_start for q in plates
+            ),
         )
+
+    def _step_time(self, q: int, group: Group) -> float:
+        """When plate ``q``'s level changed: the sample after the last one still on the old side of
+        halfway between its levels (a hand pressing before the lift, or several hands chained into
+        one long interaction, come before it; the taker's hand is at the shelf then)."""
+        segs = [s for s in (*group.members, *(s for s, _ in group.parts)) if s.plate == q]
+        s = max(segs, key=lambda x: abs(x.delta))
+        end = max(s.a_quiet, s.a_start + 1)
+        x = self._hist.span(s.a_start, end, q)
+        if x.size == 0 or s.delta == 0.0:
+            return self._hist.t(s.a_start)
+        half = s.before + s.delta / 2.0
+        old = np.flatnonzero((x - half) * np.sign(s.delta) < 0.0)
+        first = max(s.a_start, self._hist.oldest())
+        return self._hist.t(first + (int(old[-1]) + 1 if old.size else 0))
 
     def _stderr2(self, sigma: float, n_before: int, n_after: int) -> float:
         """Variance of a change measured as the difference of two level averages."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from store_server.domain.layout import StoreLayout, distance
@@ -164,12 +165,12 @@ def line_shoppers(
     candidates: list[str],
     skus: list[str],
     moved: list[str],
-    t0: float,
-    t1: float,
+    when: Callable[[list[str]], tuple[float, float]],
     reach_m: float,
 ) -> dict[str, ShopperMatch | None]:
     """For an interaction of several products: the shopper closest to where each product's weight
-    left (its plates among the ``moved`` ones, else all its plates on that shelf).
+    left (its plates among the ``moved`` ones, else all its plates on that shelf) at the time those
+    plates moved (``when``: plates -> (t0, t1)).
 
     Shoppers reaching into neighbouring plates at the same moment make one weight event (the shelf
     couples them); each of them took what stands in front of them."""
@@ -179,5 +180,7 @@ def line_shoppers(
         own = [p for p in layout.plates_of_sku.get(sku, []) if p in layout.plates]
         plates = [p for p in own if p in moved] or [p for p in own if layout.plates[p].shelf_id == shelf]
         point = layout.plate_centroid(plates or moved)
-        out[sku] = nearest_shopper(tracks, candidates, point, t0, t1, reach_m)
+        out[sku] = nearest_shopper(
+            tracks, candidates, point, *when([p for p in plates if p in moved]), reach_m
+        )
     return out

@@ -9,8 +9,9 @@ So an event that arrives while an earlier event on the same shelf, overlapping i
 an open *unexplained* review item is also explained joined with it: plates' changes and totals
 summed, from the first start to the last end. When the joined event is explained, it is decided
 under the new event's id and the earlier review item is closed by fusion (``resolved_by`` =
-:data:`store_server.domain.review.FUSION`, ``resolution.action`` = ``"joined"``): staff never have to decide it. Deterministic:
-it reads only the inbox and the review items, both replayed in the same order.
+``store_server.domain.review.FUSION``, ``resolution.action`` = ``"joined"``): staff never have to
+decide it. Deterministic: it reads only the inbox and the review items, both replayed in the same
+order.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def joined(msg: WeightEvent, parts: list[WeightEvent]) -> WeightEvent:
             changes[plate] = changes.get(plate, 0.0) + delta
     plates = sorted(changes)
     events = (msg, *parts)
+    # Each plate's step time from the part in which it moved most (when every part has them).
+    steps: dict[str, tuple[float, float]] = {}
+    for event in events:
+        for plate, t in zip(event.plate_ids, event.step_times(), strict=False):
+            size = abs(event.plate_changes[plate])
+            if plate not in steps or size > steps[plate][0]:
+                steps[plate] = (size, t)
     shelf = [e.shelf_delta_g for e in events if e.shelf_delta_g is not None]
     return msg.model_copy(
         update={
@@ -63,6 +71,7 @@ def joined(msg: WeightEvent, parts: list[WeightEvent]) -> WeightEvent:
             "t_end": max(e.t_end for e in events),
             "noise_g": math.sqrt(sum(e.noise_g**2 for e in events)),
             "confidence": min(e.confidence for e in events),
+            "plate_steps_t": [steps[p][1] for p in plates] if len(steps) == len(plates) else None,
         }
     )
 

@@ -33,6 +33,7 @@ from store_server.service.weight_decision import (
     owners,
     reach_points,
     visits_at,
+    when_moved,
 )
 
 logger = logging.getLogger(__name__)
@@ -240,11 +241,9 @@ def _attribute(
     ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession]
 ) -> tuple[ShopperSession, float] | None:
     """The shopper nearest to where the hand was, or the only one in the store; None: nobody."""
-    w = ctx.assign_window_s
+    t0, t1 = when_moved(ctx, msg)
     for point in reach_points(ctx.layout, msg):
-        match = nearest_shopper(
-            ctx.tracks, sorted(sessions), point, msg.t_start - w, msg.t_end + w, ctx.reach_m
-        )
+        match = nearest_shopper(ctx.tracks, sorted(sessions), point, t0, t1, ctx.reach_m)
         if match is not None:
             return sessions[match.track_id], match.confidence
     in_store = uow.sessions.open_sessions()

@@ -21,6 +21,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ONLY_HOLDER_CONFIDENCE = 0.9  # a put-back beside others, of a product only one cart there held
+STEP_REACH_S = 1.0  # the taker's hand is at the shelf this long around the moment the weight moved
+MAIN_SHARE = 0.5  # plates that moved at least this share of the most-moved one are where the hand was
+
+
+def when_moved(ctx: Context, msg: WeightEvent, plates: list[str] | None = None) -> tuple[float, float]:
+    """When to look for whose hand moved ``plates`` (default: the event's main plates): around the
+    node's step times of those plates, else the whole event; widened by the assignment window.
+
+    An interaction that chained several shoppers' hands on one shelf starts with the first of them;
+    the one standing there when the weight moved is the taker."""
+    w = ctx.assign_window_s
+    if plates is None:
+        changes = msg.plate_changes
+        most = max(abs(d) for d in changes.values())
+        plates = [p for p, d in changes.items() if abs(d) >= MAIN_SHARE * most]
+    steps = msg.step_times(plates)
+    if not steps:
+        return msg.t_start - w, msg.t_end + w
+    return max(msg.t_start, min(steps) - STEP_REACH_S) - w, min(msg.t_end, max(steps) + STEP_REACH_S) + w
 
 
 def explain_event(
@@ -126,17 +145,14 @@ def _split_by_plate(
     """Items of one product standing on several plates, taken by two shoppers each at their own
     plate in one event: the items shared out by how much each plate lost (at least one each)."""
     lost = {
-        p: -d
-        for p, d in msg.plate_changes.items()
-        if d < 0 and p in ctx.layout.plates_of_sku.get(ln.sku, [])
+        p: -d for p, d in msg.plate_changes.items() if d < 0 and p in ctx.layout.plates_of_sku.get(ln.sku, [])
     }
     if ln.quantity < 2 or len(lost) < 2:
         return None
-    w = ctx.assign_window_s
     takers: dict[str, tuple[ShopperSession, float, float]] = {}  # session -> (it, confidence, grams)
     for plate, grams in sorted(lost.items()):
         spot = ctx.layout.plate_centroid([plate])
-        m = nearest_shopper(ctx.tracks, sorted(sessions), spot, msg.t_start - w, msg.t_end + w, ctx.reach_m)
+        m = nearest_shopper(ctx.tracks, sorted(sessions), spot, *when_moved(ctx, msg, [plate]), ctx.reach_m)
         if m is None:
             return None
         s = sessions[m.track_id]
@@ -175,7 +191,6 @@ def owners(
 
     takes = [ln for ln in exp.lines if ln.quantity > 0]
     known = session.id in {s.id for s in sessions.values()}
-    w = ctx.assign_window_s
     matches = (
         line_shoppers(
             ctx.tracks,
@@ -183,8 +198,7 @@ def owners(
             sorted(sessions),
             [ln.sku for ln in takes],
             list(msg.plate_ids),
-            msg.t_start - w,
-            msg.t_end + w,
+            lambda plates: when_moved(ctx, msg, plates),
             ctx.reach_m,
         )
         if takes and known

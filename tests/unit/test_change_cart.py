@@ -191,3 +191,30 @@ def test_events_apart_in_time_are_never_joined(layout):
     assert handlers.change_cart(ctx, uow, second, "topic", 0.0).kind == "unexplained"
     assert _cart(uow) == []
     assert len([r for r in uow.reviews.list() if r.is_open]) == 2
+
+
+def test_a_long_interaction_goes_to_whoever_stood_there_when_the_weight_moved(layout):
+    # One shopper pressed on the shelf from 100 s and walked off at 105 s; the next one came at 107 s
+    # and took a lemon at 109 s. The edge chained both hands into one event (100-110 s); its step
+    # time says when the lemon left, and that shopper is charged.
+    tracks = TrackHistory()
+    uow = FakeUnitOfWork()
+    for k in range(0, 121):
+        t = 98.0 + k * 0.1
+        tracks.add(
+            "early", t, 3.5 if t <= 105.0 else 3.5 + (t - 105.0), 3.9 if t <= 105.0 else 3.9 + (t - 105.0)
+        )
+        tracks.add("late", t, 6.0 - min(t - 98.0, 9.0) * 0.28 if t < 107.0 else 3.5, 3.9)
+    for i, track in enumerate(("early", "late")):
+        session = ShopperSession(f"s-{i}", "t", f"acct-{i}", 90.0)
+        session.bind(track, 90.0)
+        uow.sessions.add(session)
+    ctx = handlers.Context(layout, tracks, FakePaymentGateway({}), review_below=0.6)
+    msg = _event(1, {"P1": -50.0, "P2": -250.0, "P3": -50.0}).model_copy(
+        update={"t_start": 100.0, "t_end": 109.8, "ts": 110.0, "plate_steps_t": [109.2, 109.2, 109.2]}
+    )
+    handlers.change_cart(ctx, uow, msg, "topic", 0.0)
+    assert _cart(uow, "s-1") == [("lemon", 1)] and _cart(uow, "s-0") == []
+    # Without step times (a v1 node), the one who stood there longest over the event gets it.
+    handlers.change_cart(ctx, uow, msg.model_copy(update={"seq": 2, "plate_steps_t": None}), "topic", 0.0)
+    assert _cart(uow, "s-0") == [("lemon", 1)]

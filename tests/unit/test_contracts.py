@@ -303,3 +303,14 @@ def test_v1_weight_event_is_still_accepted_and_spread_evenly() -> None:
     assert isinstance(event, WeightEvent)
     assert event.v == 1
     assert event.plate_changes == {"g1-s2-p1": -150.0, "g1-s2-p2": -150.0}
+
+
+def test_plate_step_times_are_one_per_plate_within_the_event() -> None:
+    ok = parse(WEIGHT_TOPIC, json.dumps(_weight(plate_steps_t=[1_700_000_010.0, 1_700_000_010.2])))
+    assert isinstance(ok, WeightEvent)
+    assert ok.step_times(["g1-s2-p2"]) == [1_700_000_010.2] and len(ok.step_times()) == 2
+    assert parse(WEIGHT_TOPIC, json.dumps(_weight())).step_times() == []  # nodes need not say
+    for bad in ([1_700_000_010.0], [1_700_000_010.0, 1_700_000_011.9]):
+        with pytest.raises(ContractError) as info:
+            parse(WEIGHT_TOPIC, json.dumps(_weight(plate_steps_t=bad)))
+        assert info.value.field == "plate_steps_t"

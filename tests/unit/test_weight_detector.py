@@ -235,3 +235,14 @@ def test_bad_input_is_refused() -> None:
         det.push(0.0, np.zeros((3, 12)))
     with pytest.raises(ValueError, match="at least one plate"):
         ShelfDetector([], RATE)
+
+
+def test_a_hand_resting_before_a_pick_starts_the_event_but_the_step_time_is_when_the_item_left() -> None:
+    # Another hand pressed the plate from 1005 s on; the item left at about 1008.5 s: the step time
+    # (what fusion asks "who stood here then?" with) is the lift, not the first touch.
+    x = shelf([Change(1008.0, {"p2": -355.0}, 1.0)], touches=[Touch(1005.0, "p2", 3.0, 80.0)])
+    (ev,) = run(x)
+    assert ev.delta_g == pytest.approx(-355.0, abs=1.0)
+    assert ev.t_start < 1005.5
+    (step,) = ev.plate_steps_t
+    assert 1008.0 <= step <= 1009.1 and ev.t_start <= step <= ev.t_end
