@@ -233,9 +233,20 @@ class WeightSamples(Message):
 
 
 class Heartbeat(Message):
-    """Sent every fraction of a second by every node: advances the node's watermark when it is quiet."""
+    """Sent every fraction of a second by every node: advances the node's watermark when it is quiet.
+
+    ``open_since`` (shelf nodes, optional): when the oldest interaction the node has not published yet
+    began (None: nothing open). A shopper's exit waits for the shelves they stood at to publish what
+    they took (the store server, a few seconds at most)."""
 
     kind: Literal["heartbeat"] = "heartbeat"
+    open_since: EpochSeconds | None = None
+
+    @model_validator(mode="after")
+    def _open_before(self) -> Heartbeat:
+        if self.open_since is not None and self.open_since > self.ts:
+            raise _field_error("open_since", "open_since must not be after ts")
+        return self
 
 
 class NodeStatus(_Strict):

@@ -35,7 +35,7 @@ from edge.node_config import (
     SimulatedSource,
 )
 from edge.refusals import Refusals
-from edge.signal_pipeline import unpublishable, weight_payload
+from edge.signal_pipeline import open_since, unpublishable, weight_payload
 from edge.spool import Spool, SpooledLink
 from edge.weight_detector import DetectedWeightChange, ShelfDetector, chain_neighbours
 from sensors.calibration import DriftTracker, ZeroTracker, apply_calibration
@@ -167,6 +167,7 @@ class EdgeNode:
         self.spool = Spool(cfg.spool.path, cfg.spool.max_messages)
         self.link = make_link(cfg, self.spool, self._status)
         self._last_sent = -1e18
+        self._said_open: float | None = None  # what the last heartbeat said of open interactions
         self._last_values = np.full(len(plates), np.nan)
         self.events: list[dict[str, Any]] = []  # payloads of every event spooled (for tests and logs)
 
@@ -231,10 +232,17 @@ class EdgeNode:
         self.link.pump()
         if self.cfg.publish_samples:
             self._samples(batch, grams)
-        elif batch.t_last - self._last_sent >= 0.75 * self.cfg.heartbeat_s and self.link.can_send_direct():
-            beat = self._build("heartbeat", c.Heartbeat, seq=self.spool.next_seq(), ts=batch.t_last)
-            if beat is not None and self.link.send_direct(self.topic("heartbeat"), c.encode(beat)):
-                self._last_sent = batch.t_last
+        else:
+            # A heartbeat when quiet, and at once when the shelf's open interactions change: the store
+            # server holds a shopper's exit while a shelf they stood at is still deciding.
+            opened = open_since([self.detector], batch.t_last)
+            due = batch.t_last - self._last_sent >= 0.75 * self.cfg.heartbeat_s or opened != self._said_open
+            if due and self.link.can_send_direct():
+                beat = self._build(
+                    "heartbeat", c.Heartbeat, seq=self.spool.next_seq(), ts=batch.t_last, open_since=opened
+                )
+                if beat is not None and self.link.send_direct(self.topic("heartbeat"), c.encode(beat)):
+                    self._last_sent, self._said_open = batch.t_last, opened
         self._report_refusals()
         return changes
 

@@ -67,6 +67,25 @@ def unpublishable(change: DetectedWeightChange) -> tuple[str, str] | None:
     return None
 
 
+def open_since(detectors: Iterable[ShelfDetector], ts: float) -> float | None:
+    """When the oldest interaction of a node's shelves not yet published began (None: none open)."""
+    starts = [t for d in detectors if (t := d.open_since()) is not None]
+    return min(round(min(starts), 3), ts) if starts else None
+
+
+def heartbeat_payload(node_id: str, ts: float, opened: float | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "v": c.SCHEMA_VERSION,
+        "kind": "heartbeat",
+        "node_id": node_id,
+        "seq": 0,
+        "ts": ts,
+    }
+    if opened is not None:
+        payload["open_since"] = opened
+    return payload
+
+
 def weight_payload(
     change: DetectedWeightChange, node_id: str, seq: int, gondola_id: str, shelf_id: str
 ) -> dict[str, Any]:
@@ -120,6 +139,7 @@ def detect_stream(
     seqs: dict[str, int] = {}
     last_ts: dict[str, float] = {}
     passed: dict[str, int] = {}  # highest seq a node used before its first samples
+    said: dict[str, float | None] = {}  # the open_since a node's last heartbeat said
     refused = Refusals("weight detection")
 
     def emit(node: str, kind: str, ts: float, payload: dict[str, Any]) -> StreamMessage:
@@ -165,13 +185,14 @@ def detect_stream(
                 refused.refuse(f"weight event of {node}/{p['shelf_id']}", exc)
                 continue
             yield emit(node, "weight", ts, payload)
-        if not keep_samples and ts - last_ts.get(node, -1e18) >= HEARTBEAT_S - 1e-6:
-            yield emit(
-                node,
-                "heartbeat",
-                ts,
-                {"v": c.SCHEMA_VERSION, "kind": "heartbeat", "node_id": node, "seq": 0, "ts": ts},
-            )
+        if keep_samples:
+            continue
+        opened = open_since([d for (n, _), d in detectors.items() if n == node], ts)
+        # A heartbeat every HEARTBEAT_S, and at once when the node's open interactions change: the
+        # store server holds a shopper's exit while a shelf they stood at is still deciding.
+        if ts - last_ts.get(node, -1e18) >= HEARTBEAT_S - 1e-6 or opened != said.get(node):
+            said[node] = opened
+            yield emit(node, "heartbeat", ts, heartbeat_payload(node, ts, opened))
 
 
 def _at(change: DetectedWeightChange, ts: float) -> DetectedWeightChange:

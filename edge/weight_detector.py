@@ -131,6 +131,12 @@ class ShelfDetector:
         pending = {s.plate for s in self._pending}
         return np.array([s is None and i not in pending for i, s in enumerate(self._active)])
 
+    def open_since(self) -> float | None:
+        """When the oldest motion not yet decided began (a plate active, or a segment waiting for its
+        interaction); None when everything the shelf did is decided."""
+        starts = [s.a_start for s in (*self._pending, *(a for a in self._active if a is not None))]
+        return self._h.t(max(min(starts), self._h.oldest())) if starts else None
+
     def active_plates(self) -> list[str]:
         return [self.plate_ids[i] for i, s in enumerate(self._active) if s is not None]
 

@@ -60,6 +60,11 @@ class FakeInbox:
             if msg_id in self.rows:
                 self.rows[msg_id] = dataclasses.replace(self.rows[msg_id], processed=True)
 
+    def postpone(self, msg_id: str, due: float) -> None:
+        row = self.rows.get(msg_id)
+        if row is not None and row.due < due:
+            self.rows[msg_id] = dataclasses.replace(row, due=due)
+
     def node_watermarks(self) -> dict[str, float]:
         marks: dict[str, float] = {}
         for r in self.rows.values():

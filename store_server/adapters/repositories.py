@@ -93,6 +93,10 @@ class SqlAlchemyInboxRepository:
         for chunk in _chunks(list(dict.fromkeys(msg_ids))):
             self._s.execute(update(t).where(t.c.msg_id.in_(chunk)).values(processed=True))
 
+    def postpone(self, msg_id: str, due: float) -> None:
+        t = orm.inbox_messages
+        self._s.execute(update(t).where(t.c.msg_id == msg_id, t.c.due < due).values(due=due))
+
     def node_watermarks(self) -> dict[str, float]:
         t = orm.inbox_messages
         stmt = select(t.c.node_id, func.max(t.c.ts)).group_by(t.c.node_id)

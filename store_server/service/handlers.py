@@ -20,7 +20,7 @@ from store_server.domain.pricing import price_cart
 from store_server.domain.receipt import Receipt, receipt_id_for
 from store_server.domain.session import LineChange, ShopperSession, session_id_for
 from store_server.domain.sightings import Sightings
-from store_server.service import event_join
+from store_server.service import event_join, exit_wait
 from store_server.service import review_open as review
 from store_server.service.accounts import EntryRejected, admit
 from store_server.service.ports import DeadLetter, PaymentGateway, UnitOfWork
@@ -377,7 +377,11 @@ def _add_unweighed_picks(ctx: Context, uow: UnitOfWork, session: ShopperSession,
                 review.open_vision_pick(ctx, uow, session, line)
 
 
-def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float) -> Outcome:
+def close_session(
+    ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, received_at: float, due: float | None = None
+) -> Outcome:
+    """Close the visit of the shopper at the exit and charge it; ``postponed`` (decide again later,
+    at ``due`` plus a little) while a shelf they stood at is still deciding what they took."""
     gate = ctx.layout.gate(msg.gate_id)
     if gate is None or gate.direction != "exit":
         return reject(
@@ -396,6 +400,8 @@ def close_session(ctx: Context, uow: UnitOfWork, msg: GatePass, topic: str, rece
         metrics.DECISIONS.labels(outcome="exit_without_session").inc()
         return Outcome("exit_unmatched")
     session = active[at_gate[0]]
+    if due is not None and exit_wait.still_deciding(ctx, uow, session, msg.ts, due):
+        return Outcome("postponed", session.id)
     session.end_track(at_gate[0], msg.ts, "exit")
     for track_id in session.active_track_ids():  # a group member the cameras lost long ago has gone
         last = ctx.tracks.last_seen(track_id, msg.ts)

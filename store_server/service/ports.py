@@ -64,6 +64,9 @@ class InboxRepository(Protocol):
 
     def mark_processed(self, msg_ids: list[str]) -> None: ...
 
+    def postpone(self, msg_id: str, due: float) -> None:
+        """Decide the row again at ``due`` (later than its due now): it waits for more evidence."""
+
     def node_watermarks(self) -> dict[str, float]:
         """Highest ts seen per node (rebuilds the watermarks after a restart)."""
 

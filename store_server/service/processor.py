@@ -21,7 +21,7 @@ from store_server.domain.fusion import TrackHistory
 from store_server.domain.layout import StoreLayout
 from store_server.domain.sightings import Sightings
 from store_server.domain.watermark import Watermark
-from store_server.service import handlers
+from store_server.service import exit_wait, handlers
 from store_server.service.grants import NodeGrants
 from store_server.service.ingest import (
     ClockBounds,
@@ -268,8 +268,10 @@ class StoreProcessor:
             watermark = self.watermark.value()
             receipts: list[tuple[str, float]] = []
             decided: list[tuple[str, handlers.Outcome]] = []  # issue 6: for the live push
+            postponed = False
             with self.uow_factory() as uow:
                 rows = uow.inbox.due(watermark, batch)
+                taken: list[str] = []
                 for row in rows:
                     # Visits whose timeout ran out before this message are closed first (event time).
                     decided += self.visits.expire(uow, row.due)
@@ -290,13 +292,20 @@ class StoreProcessor:
                             "payload",
                             row.received_at,
                         )
+                    if outcome.kind == "postponed":
+                        # An exit waiting for a shelf: decided again a little later, and what comes
+                        # after it in (due, ts, id) order waits with it.
+                        uow.inbox.postpone(row.msg_id, row.due + exit_wait.RECHECK_S)
+                        postponed = True
+                        break
+                    taken.append(row.msg_id)
                     if outcome.kind == "receipt" and outcome.session_id:
                         receipts.append((outcome.session_id, row.received_at))
                     if outcome.kind != "evidence":
                         decided.append((row.msg_id, outcome))
-                if len(rows) < batch:
+                if len(rows) < batch and not postponed:
                     decided += self.visits.expire(uow, watermark)
-                uow.inbox.mark_processed([r.msg_id for r in rows])
+                uow.inbox.mark_processed(taken)
                 open_now = len(uow.sessions.open_sessions())
                 uow.commit()
             now = self.clock.now()
@@ -311,8 +320,8 @@ class StoreProcessor:
             metrics.OPEN_SESSIONS.set(open_now)
             if decided:
                 self._emit("decided", decided)  # issue 6: after the commit, so screens show what is stored
-            done += len(rows)
-            if len(rows) < batch:
+            done += len(taken)
+            if len(rows) < batch and not postponed:  # a postponed exit may be due again already
                 break
         self.visits.remember(self.watermark.value())
         self.tracks.forget_before(self.watermark.value())
@@ -343,8 +352,9 @@ class StoreProcessor:
         if isinstance(message, WeightEvent):
             return handlers.change_cart(self.ctx, uow, message, row.topic, row.received_at)
         if isinstance(message, GatePass):
-            decide = handlers.open_session if message.direction == "entry" else handlers.close_session
-            return decide(self.ctx, uow, message, row.topic, row.received_at)
+            if message.direction == "entry":
+                return handlers.open_session(self.ctx, uow, message, row.topic, row.received_at)
+            return handlers.close_session(self.ctx, uow, message, row.topic, row.received_at, row.due)
         return handlers.Outcome("evidence")
 
     # -- the transactional outbox -----------------------------------------------------------------

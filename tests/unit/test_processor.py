@@ -392,3 +392,49 @@ def test_with_one_shopper_in_the_store_an_event_nobody_was_seen_at_is_theirs(pro
     assert receipts_of(uow)[0][1] == [("chips", 1), ("cola", 2)]
     line = next(ln for ln in uow.sessions.get("s-gate-in-0").cart() if ln.sku == "chips")
     assert line.confidence < 1.0
+
+
+def _quick_exit(open_until: float, publish_at: float) -> Script:
+    """A shopper takes two colas at 107-108 s and is out at 112 s; the shelf node holds the
+    interaction (a neighbour still moving), saying so in its heartbeats, and publishes it at
+    ``publish_at``."""
+    s = Script()
+    s.walk("a", 100.0, 102.0, (0.5, 0.5), (0.5, 0.6))
+    s.add(GatePass, "gate-in", 100.5, gate_id="in", direction="entry", account_token="acct-1")
+    s.walk("a", 102.2, 108.0, (0.6, 0.6), (2.5, 3.5))
+    s.walk("a", 108.2, 112.0, (2.5, 3.5), (9.5, 0.5))
+    s.add(GatePass, "gate-out", 111.8, gate_id="out", direction="exit")
+    t = 106.0
+    while t < publish_at:
+        s.add(Heartbeat, "shelf-g1", round(t, 3), open_since=107.0 if 107.0 <= t < open_until else None)
+        t += 0.25
+    s.add(
+        WeightEvent,
+        "shelf-g1",
+        publish_at,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P1"],
+        delta_g=-701.0,
+        t_start=107.0,
+        t_end=108.0,
+        noise_g=0.5,
+    )
+    s.heartbeats(135.0)
+    return s
+
+
+def test_an_exit_waits_for_the_shelf_the_shopper_stood_at_to_publish_their_pick(processor):
+    proc, uow, *_ = processor()
+    proc.handle_batch(_quick_exit(open_until=115.0, publish_at=115.0).raw())
+    assert receipts_of(uow) == [("s-gate-in-0", [("cola", 2)], 310, "approved")]
+
+
+def test_an_exit_waits_no_longer_than_the_edge_may_hold_an_interaction(processor):
+    # A node that says "open" for ever (or the pick comes far too late): the visit is closed 10 s
+    # after the exit all the same, without the late pick.
+    proc, uow, *_ = processor()
+    proc.handle_batch(_quick_exit(open_until=130.0, publish_at=130.0).raw())
+    assert receipts_of(uow) == []
+    (session,) = uow.sessions.list()
+    assert session.state.value == "empty" and session.exited_at == 111.8
