@@ -106,7 +106,9 @@ class WeightEvent(Message):
     when it has one). v1 events have neither list nor total. ``plate_steps_t`` (v2, optional): when
     each plate's level changed, same order, within ``t_start`` .. ``t_end``; an interaction that
     chained several hands on a shelf starts with the first of them, and the step times say whose hand
-    was there when the weight moved.
+    was there when the weight moved. ``blind_plate_ids`` (v2, optional): plates of the shelf next to
+    the interaction the node could not read (a dead or stuck cell): what coupling moved onto them is
+    missing from the total.
     """
 
     kind: Literal["weight"] = "weight"
@@ -121,6 +123,7 @@ class WeightEvent(Message):
     plate_deltas_g: Annotated[list[Grams], Field(max_length=MAX_PLATES)] | None = None
     shelf_delta_g: Grams | None = None
     plate_steps_t: Annotated[list[EpochSeconds], Field(max_length=MAX_PLATES)] | None = None
+    blind_plate_ids: Annotated[list[Identifier], Field(max_length=MAX_PLATES)] | None = None
 
     @model_validator(mode="after")
     def _times_ordered(self) -> WeightEvent:

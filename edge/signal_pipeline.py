@@ -119,6 +119,7 @@ def weight_payload(
             if len(change.plate_steps_t) == len(change.plate_ids)
             else None
         ),
+        blind_plate_ids=list(change.blind_plate_ids) or None,
     )
     return event.model_dump(mode="json")
 

@@ -70,6 +70,7 @@ class DetectorParams:
     noise_adapt: float = 0.05
     history_s: float = 20.0
     max_active_s: float = 30.0  # a plate active longer is re-baselined without an event
+    blind_after_s: float = 5.0  # a reading that has not changed at all this long is a dead or stuck cell
 
 
 def chain_neighbours(groups: Sequence[str]) -> list[tuple[int, int]]:
@@ -113,6 +114,8 @@ class ShelfDetector:
         self._spans: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         self._raw_tail = np.zeros((count, 2 * self._spike))  # the median's look-back
         self._last = np.full(count, np.nan)  # NaN until a plate's first reading
+        self._flat = np.zeros(count, dtype=np.int64)  # samples since each plate's reading last changed
+        self._blind_n = n_of(p.blind_after_s)
         self._clean = np.full(count, 1 << 40, dtype=np.int64)  # samples since the last missing one
         self._run = np.full(count, self._settle, dtype=np.int64)  # start as settled
         self._sigma = np.full(count, p.noise_g)
@@ -137,6 +140,10 @@ class ShelfDetector:
         starts = [s.a_start for s in (*self._pending, *(a for a in self._active if a is not None))]
         return self._h.t(max(min(starts), self._h.oldest())) if starts else None
 
+    def blind_plates(self) -> list[str]:
+        """Plates whose reading has not moved at all for ``blind_after_s`` (dead or stuck cells)."""
+        return [self.plate_ids[q] for q in np.flatnonzero(self._flat >= self._blind_n)]
+
     def active_plates(self) -> list[str]:
         return [self.plate_ids[i] for i, s in enumerate(self._active) if s is not None]
 
@@ -152,6 +159,12 @@ class ShelfDetector:
         seen = real.any(axis=1)
         never = np.isnan(self._last)
         x = hold_missing(x, self._last)
+        # A real load cell's reading always moves a little: one that stood still exactly (a dead
+        # HX711 held, a stuck cell) cannot weigh what coupling passes onto it.
+        moved = np.concatenate([x[:, :1] != self._last[:, None], x[:, 1:] != x[:, :-1]], axis=1)
+        moved &= ~np.isnan(x)
+        last_move = np.where(moved, np.arange(n)[None, :], -1).max(axis=1)
+        self._flat = np.where(last_move >= 0, n - 1 - last_move, np.minimum(self._flat + n, 1 << 40))
         first = never & seen
         if first.any():  # a cell that came alive: it was at this weight all along, not at zero
             self._h.fill(first, x[first, 0])
@@ -278,5 +291,6 @@ class ShelfDetector:
         now = self._h.count - 1
         active = [s for s in self._active if s is not None]
         groups = self._grouper.ready(self._pending, active, now)
-        at = Shelf(now, self._t_now, self._sigma, self._spans, self._pending, self._active)
+        blind = frozenset(int(q) for q in np.flatnonzero(self._flat >= self._blind_n))
+        at = Shelf(now, self._t_now, self._sigma, self._spans, self._pending, self._active, blind)
         return [e for e in (self._events.make(g, at) for g in groups) if e is not None]

@@ -41,6 +41,7 @@ class DetectedWeightChange:
     plate_deltas: tuple[float, ...] = ()
     shelf_delta_g: float | None = None  # the whole shelf's change (quiet neighbours' shifts included)
     plate_steps_t: tuple[float, ...] = ()  # when each plate's level changed, same order as plate_ids
+    blind_plate_ids: tuple[str, ...] = ()  # neighbouring plates the node could not read (dead, stuck)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Shelf:
     spans: Sequence[Sequence[tuple[int, int]]]  # per plate: recent segments (first, settled sample)
     pending: Sequence[Segment]  # undecided segments of other interactions
     active: Sequence[Segment | None]  # per plate
+    blind: frozenset[int] = frozenset()  # plates whose reading stood still (dead or stuck cells)
 
     def busy(self, q: int, lo: int, hi: int) -> bool:
         """Plate ``q`` was active somewhere in samples ``lo`` .. ``hi - 1``."""
@@ -134,6 +136,11 @@ class EventMaker:
             decided_at=at.t_now,
             plate_deltas=tuple(change[q] for q in plates),
             shelf_delta_g=total,
+            blind_plate_ids=tuple(
+                self._ids[q]
+                for q in sorted(at.blind & set().union(own, *(self._nbrs[x] for x in own)))
+                if q not in plates
+            ),
             plate_steps_t=tuple(
                 min(max(self._step_time(q, group), t_start), t_end) if q in own else t_start for q in plates
             ),

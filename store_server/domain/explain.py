@@ -28,12 +28,13 @@ of the event, the layout, the cart, the camera scores and the number of shoppers
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from itertools import combinations, product
 from typing import Literal
 
 from store_server.domain.layout import StoreLayout
-from store_server.domain.shelf_shape import Source, fit
+from store_server.domain.shelf_shape import COUPLING_MEAN, COUPLING_SD, Source, fit
 
 Evidence = Literal["weight", "planogram", "vision"]
 Verdict = Literal["explained", "unexplained", "noise"]
@@ -199,8 +200,10 @@ class _Scorer:
         noise_total: float,
         vision: dict[str, float],
         free_products: int,
+        blind: frozenset[int] = frozenset(),
     ) -> None:
         self.layout, self.shelf, self.total_g = layout, shelf, total_g
+        self.blind = blind
         self.noise_g, self.noise_total, self.vision = noise_g, noise_total, vision
         self.free_products = free_products
         self.expect_seen: dict[str, float] = {}  # products seen that such an event would move
@@ -214,10 +217,15 @@ class _Scorer:
     def score(self, lines: Change) -> Candidate | None:
         products = [self.layout.products[s] for s, _ in lines]
         masses = [q * p.unit_weight_g for (_, q), p in zip(lines, products, strict=True)]
-        expected = sum(masses)
-        var = sum(
-            abs(q) * (p.unit_weight_g * max(p.weight_std_g / p.unit_weight_g, SIGMA_REL_MIN)) ** 2
-            for (_, q), p in zip(lines, products, strict=True)
+        # What coupling passed onto a plate the node could not read is missing from the total.
+        unseen = [self._blind_beside(s) for s, _ in lines]
+        expected = sum(m * (1.0 - COUPLING_MEAN * k) for m, k in zip(masses, unseen, strict=True))
+        var = (
+            sum(
+                abs(q) * (p.unit_weight_g * max(p.weight_std_g / p.unit_weight_g, SIGMA_REL_MIN)) ** 2
+                for (_, q), p in zip(lines, products, strict=True)
+            )
+            + sum(abs(m) * COUPLING_SD * k for m, k in zip(masses, unseen, strict=True)) ** 2
         )
         z = (self.total_g - expected) / math.sqrt(self.noise_total**2 + var)
         several = len(lines) > 1
@@ -244,6 +252,11 @@ class _Scorer:
             near=all(_stands_near(self.layout, self.shelf, s) for s, q in lines if q < 0),
         )
 
+    def _blind_beside(self, sku: str) -> int:
+        """How many plates beside ``sku``'s own on this shelf the node could not read."""
+        own = set(_span(self.layout, self.shelf, sku))
+        return sum(1 for b in self.blind if b not in own and any(abs(b - i) == 1 for i in own))
+
     def _planogram(self, lines: Change, masses: list[float]) -> float:
         """The per-plate shape (store_server.domain.shelf_shape): a take from where its product
         stands; a put-back there too, or (at ``MISPLACED_COST``) on a plate that gained."""
@@ -260,7 +273,9 @@ class _Scorer:
                 Source(m, plates, abs(q), self.layout.products[sku].unit_weight_g)
                 for (sku, q), m, (plates, _) in zip(lines, masses, choice, strict=True)
             ]
-            cost = fit(self.observed, sources, self.noise_g).cost + sum(extra for _, extra in choice)
+            cost = fit(self.observed, sources, self.noise_g, self.blind).cost + sum(
+                extra for _, extra in choice
+            )
             best = min(best, cost)
         return best
 
@@ -300,10 +315,12 @@ def explain(
     cart: dict[str, int] | None = None,
     vision: dict[str, float] | None = None,
     shoppers: int = 1,
+    blind: Collection[str] = (),
 ) -> Explanation:
     """Explain a weight event: ``plate_changes`` (plate -> grams), its shelf total ``total_g``
     (negative: taken), the plates' noise, the shopper's ``cart`` (put-backs come from it), camera
-    scores ``vision`` (sku -> 0..1), if any, and how many ``shoppers`` stood within reach."""
+    scores ``vision`` (sku -> 0..1), if any, how many ``shoppers`` stood within reach, and the
+    ``blind`` plates beside it the node could not read (their coupled share is not in the total)."""
     changes = {p: float(d) for p, d in plate_changes.items() if p in layout.plates}
     sign, magnitude = (-1 if total_g < 0 else 1), abs(total_g)
     noise_total = math.sqrt(noise_g**2 * max(1, len(changes)) + 1.0)
@@ -325,7 +342,8 @@ def explain(
         return verdict("noise", floor)
     seen = {s: min(1.0, max(0.0, float(v))) for s, v in (vision or {}).items()}
     free = max(1, shoppers) if sign < 0 else 1  # put-backs come out of one cart
-    scorer = _Scorer(layout, shelf, changes, total_g, noise_g, noise_total, seen, free)
+    unread = frozenset(shelf.index[p] for p in blind if p in shelf.index and p not in changes)
+    scorer = _Scorer(layout, shelf, changes, total_g, noise_g, noise_total, seen, free, unread)
     # A product seen in a hand at these plates and left out of a hypothesis counts against it.
     scorer.expect_seen = {s: v for s, v in seen.items() if s in pool}
     most = max(SET_QUANTITY) if sign < 0 else PUT_BACK_PRODUCTS
@@ -334,8 +352,10 @@ def explain(
         return [c for h in hypotheses if (c := scorer.score(h)) is not None]
 
     scored = scored_of(_hypotheses(layout, pool, sign, magnitude, most, None))
-    if taken and held and (
-        _two_way(changes, min(units)) or not any(c.fits and abs(c.z) <= SET_MAX_Z for c in scored)
+    if (
+        taken
+        and held
+        and (_two_way(changes, min(units)) or not any(c.fits and abs(c.z) <= SET_MAX_Z for c in scored))
     ):
         scored += scored_of(_hypotheses(layout, {}, sign, magnitude, 0, (taken, held)))
     scored.sort(key=lambda c: (c.cost, c.lines))

@@ -21,7 +21,7 @@ Pure and deterministic; numpy for the few small linear solves.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ PLATE_FLOOR_G = 3.0  # the detector's per-plate error beyond noise: levels, shar
 PLATE_REL = 0.05  # ... and relative to the plate's change (ringing, split neighbours)
 HUBER_Z = 3.0
 ROUNDS = 3
+BLIND_SIGMA_G = 1e6
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,15 @@ def _bounded_ridge(
     return np.clip(x, lo, hi)
 
 
-def fit(observed: Sequence[float], sources: Sequence[Source], noise_g: float) -> ShapeFit:
-    """The cost of explaining ``observed`` (per plate of the shelf, in order) by ``sources``."""
+def fit(
+    observed: Sequence[float], sources: Sequence[Source], noise_g: float, blind: Collection[int] = ()
+) -> ShapeFit:
+    """The cost of explaining ``observed`` (per plate of the shelf, in order) by ``sources``;
+    ``blind`` plates could not be read (a dead cell): what they would have shown is left out."""
     obs = np.asarray(observed, dtype=float)
     n = obs.size
+    seen = np.ones(n, dtype=bool)
+    seen[[b for b in blind if 0 <= b < n]] = False
     base = np.zeros(n)
     dirs: list[np.ndarray] = []
     sds: list[float] = []
@@ -126,11 +132,15 @@ def fit(observed: Sequence[float], sources: Sequence[Source], noise_g: float) ->
             dirs.append(v * src.mass_g)
             sds.append(sd)
             bounds.append((0.0, STRADDLE_MAX if straddle else 1.0))
-    total_o, total_s = float(obs.sum()), float(base.sum())
+    total_o, total_s = (
+        float(obs.sum()),
+        float(_couple(base, np.full(max(0, n - 1), COUPLING_MEAN))[seen].sum()),
+    )
     if total_s != 0.0 and total_o * total_s > 0 and all(src.mass_g * total_s > 0 for src in sources):
         scale = total_o / total_s
         base, dirs = base * scale, [d * scale for d in dirs]
     sigma = np.sqrt(PLATE_FLOOR_G**2 + 2.0 * noise_g**2 + (PLATE_REL * np.abs(obs)) ** 2)
+    sigma[~seen] = BLIND_SIGMA_G  # whatever a blind plate would have read fits
     c = np.full(max(0, n - 1), COUPLING_MEAN)
     theta = np.zeros(len(dirs))
     for _ in range(ROUNDS):

@@ -72,6 +72,8 @@ def joined(msg: WeightEvent, parts: list[WeightEvent]) -> WeightEvent:
             "noise_g": math.sqrt(sum(e.noise_g**2 for e in events)),
             "confidence": min(e.confidence for e in events),
             "plate_steps_t": [steps[p][1] for p in plates] if len(steps) == len(plates) else None,
+            "blind_plate_ids": sorted({b for e in events for b in e.blind_plate_ids or ()} - set(plates))
+            or None,
         }
     )
 

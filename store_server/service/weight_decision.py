@@ -50,7 +50,8 @@ def explain_event(
     shoppers: int = 1,
 ) -> Explanation:
     """The joint explanation of ``msg``; put-backs are explained from ``cart``."""
-    return explain(ctx.layout, msg.plate_changes, msg.delta_g, msg.noise_g, cart, vision, shoppers)
+    blind = msg.blind_plate_ids or ()
+    return explain(ctx.layout, msg.plate_changes, msg.delta_g, msg.noise_g, cart, vision, shoppers, blind)
 
 
 def visits_at(ctx: Context, msg: WeightEvent, sessions: dict[str, ShopperSession]) -> list[ShopperSession]:

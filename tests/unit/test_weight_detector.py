@@ -246,3 +246,11 @@ def test_a_hand_resting_before_a_pick_starts_the_event_but_the_step_time_is_when
     assert ev.t_start < 1005.5
     (step,) = ev.plate_steps_t
     assert 1008.0 <= step <= 1009.1 and ev.t_start <= step <= ev.t_end
+
+
+def test_a_dead_neighbour_is_named_in_the_event_as_a_plate_the_node_could_not_read() -> None:
+    x = shelf([Change(1008.0, {"p3": -340.0}, 1.0)], faults=Faults(dead={"p2": 0.0}))
+    (ev,) = run(x)
+    assert ev.plate_ids == ("p3",) and ev.blind_plate_ids == ("p2",)
+    (clean,) = run(shelf([Change(1008.0, {"p3": -340.0}, 1.0)]))
+    assert clean.blind_plate_ids == ()
