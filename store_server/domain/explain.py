@@ -217,15 +217,16 @@ class _Scorer:
     def score(self, lines: Change) -> Candidate | None:
         products = [self.layout.products[s] for s, _ in lines]
         masses = [q * p.unit_weight_g for (_, q), p in zip(lines, products, strict=True)]
-        # What coupling passed onto a plate the node could not read is missing from the total.
-        unseen = [self._blind_beside(s) for s, _ in lines]
-        expected = sum(m * (1.0 - COUPLING_MEAN * k) for m, k in zip(masses, unseen, strict=True))
+        # What a plate the node could not read would have shown is missing from the total: the
+        # coupling it took from a neighbour, or, for an item taken from it, all but what it passed on.
+        seen_share = [self._seen_share(s) for s, _ in lines]
+        expected = sum(m * f for m, (f, _) in zip(masses, seen_share, strict=True))
         var = (
             sum(
                 abs(q) * (p.unit_weight_g * max(p.weight_std_g / p.unit_weight_g, SIGMA_REL_MIN)) ** 2
                 for (_, q), p in zip(lines, products, strict=True)
             )
-            + sum(abs(m) * COUPLING_SD * k for m, k in zip(masses, unseen, strict=True)) ** 2
+            + sum(abs(m) * sd for m, (_, sd) in zip(masses, seen_share, strict=True)) ** 2
         )
         z = (self.total_g - expected) / math.sqrt(self.noise_total**2 + var)
         several = len(lines) > 1
@@ -252,10 +253,17 @@ class _Scorer:
             near=all(_stands_near(self.layout, self.shelf, s) for s, q in lines if q < 0),
         )
 
-    def _blind_beside(self, sku: str) -> int:
-        """How many plates beside ``sku``'s own on this shelf the node could not read."""
+    def _seen_share(self, sku: str) -> tuple[float, float]:
+        """The share of ``sku``'s weight the readable plates show, and its sd: all but the coupling
+        onto blind plates beside its own, or, when its own plates are all blind, only the coupling
+        onto the readable ones beside them."""
         own = set(_span(self.layout, self.shelf, sku))
-        return sum(1 for b in self.blind if b not in own and any(abs(b - i) == 1 for i in own))
+        beside = {i + d for i in own for d in (-1, 1) if 0 <= i + d < len(self.shelf.index)} - own
+        blind = len(beside & self.blind)
+        if own and own <= self.blind:
+            live = len(beside) - blind
+            return COUPLING_MEAN * live, COUPLING_SD * live
+        return 1.0 - COUPLING_MEAN * blind, COUPLING_SD * blind
 
     def _planogram(self, lines: Change, masses: list[float]) -> float:
         """The per-plate shape (store_server.domain.shelf_shape): a take from where its product
