@@ -34,8 +34,9 @@ from pydantic_core import PydanticCustomError
 
 from edge.bounded_json import JsonRefused, loads_bounded
 
-SCHEMA_VERSION: Final = 2  # what this side publishes
-SUPPORTED_VERSIONS: Final = (1, 2)  # v2: weight events carry per-plate deltas and the shelf total
+SCHEMA_VERSION: Final = 3  # what this side publishes
+SUPPORTED_VERSIONS: Final = (1, 2, 3)  # v2: weight events carry per-plate deltas and the shelf total;
+# v3: per-plate step times and blind plates on weight events, open interactions on heartbeats
 DEFAULT_PREFIX = "walkout"
 
 Feature = Literal["weight", "samples", "tracks", "detections", "gate", "heartbeat", "status"]
@@ -85,7 +86,7 @@ class _Strict(BaseModel):
 class Message(_Strict):
     """Fields every sequenced message carries."""
 
-    v: Literal[1, 2] = SCHEMA_VERSION
+    v: Literal[1, 2, 3] = SCHEMA_VERSION
     node_id: NodeId
     seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
     ts: EpochSeconds
@@ -103,10 +104,10 @@ class WeightEvent(Message):
     a pick from one plate shows on its neighbours too), ``shelf_delta_g`` the change of the whole shelf
     (every plate, also those below the detector's per-plate threshold), which mechanical coupling
     conserves; ``delta_g`` is the node's best estimate of the interaction's weight (the shelf total
-    when it has one). v1 events have neither list nor total. ``plate_steps_t`` (v2, optional): when
+    when it has one). v1 events have neither list nor total. ``plate_steps_t`` (v3, optional): when
     each plate's level changed, same order, within ``t_start`` .. ``t_end``; an interaction that
     chained several hands on a shelf starts with the first of them, and the step times say whose hand
-    was there when the weight moved. ``blind_plate_ids`` (v2, optional): plates of the shelf next to
+    was there when the weight moved. ``blind_plate_ids`` (v3, optional): plates of the shelf next to
     the interaction the node could not read (a dead or stuck cell): what coupling moved onto them is
     missing from the total.
     """
@@ -238,7 +239,7 @@ class WeightSamples(Message):
 class Heartbeat(Message):
     """Sent every fraction of a second by every node: advances the node's watermark when it is quiet.
 
-    ``open_since`` (shelf nodes, optional): when the oldest interaction the node has not published yet
+    ``open_since`` (v3, shelf nodes, optional): when the oldest interaction the node has not published yet
     began (None: nothing open). A shopper's exit waits for the shelves they stood at to publish what
     they took (the store server, a few seconds at most)."""
 
@@ -255,7 +256,7 @@ class Heartbeat(Message):
 class NodeStatus(_Strict):
     """Retained availability of a node; the offline form is the node's MQTT last will."""
 
-    v: Literal[1, 2] = SCHEMA_VERSION
+    v: Literal[1, 2, 3] = SCHEMA_VERSION
     kind: Literal["status"] = "status"
     node_id: NodeId
     state: Literal["online", "offline"]

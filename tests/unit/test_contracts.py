@@ -130,7 +130,7 @@ def test_msg_id_is_node_and_seq() -> None:
 
 def test_encode_carries_version_and_kind() -> None:
     data = json.loads(encode(MESSAGES["weight"]))
-    assert data["v"] == SCHEMA_VERSION == 2
+    assert data["v"] == SCHEMA_VERSION == 3
     assert data["kind"] == "weight"
 
 
@@ -189,7 +189,7 @@ MALFORMED = [
     pytest.param(WEIGHT_TOPIC, b"\xff\xfe\x00", "payload", id="not-utf8"),
     pytest.param(WEIGHT_TOPIC, json.dumps([1, 2, 3]), "payload", id="non-object"),
     pytest.param(WEIGHT_TOPIC, json.dumps("weight"), "payload", id="json-string"),
-    pytest.param(WEIGHT_TOPIC, json.dumps(_weight(v=3)), "v", id="wrong-version"),
+    pytest.param(WEIGHT_TOPIC, json.dumps(_weight(v=4)), "v", id="wrong-version"),
     pytest.param(
         WEIGHT_TOPIC, json.dumps(_weight(plate_deltas_g=[-300.0])), "plate_deltas_g", id="plate-deltas-count"
     ),
