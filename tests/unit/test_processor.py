@@ -45,6 +45,27 @@ class Script:
                 tracks=[TrackPoint(track_id=track, x_m=pos[0], y_m=pos[1])],
             )
 
+    def weight(
+        self, ts: float, plates: list[str], delta_g: float, t_start: float, t_end: float, **fields: Any
+    ) -> WeightEvent:
+        """A weight event of shelf G1-S1, published by its node at ``ts``."""
+        return self.add(
+            WeightEvent,
+            "shelf-g1",
+            ts,
+            gondola_id="G1",
+            shelf_id="G1-S1",
+            plate_ids=plates,
+            delta_g=delta_g,
+            t_start=t_start,
+            t_end=t_end,
+            **fields,
+        )
+
+    def two_colas(self, ts: float) -> None:
+        """Two colas taken from P1 at 107-108 s, published by the shelf node at ``ts``."""
+        self.weight(ts, ["P1"], -701.0, 107.0, 108.0, noise_g=0.5)
+
     def heartbeats(self, until: float) -> None:
         for node in ("shelf-g1", "gate-in", "gate-out", "cam"):
             self.add(Heartbeat, node, until)
@@ -58,31 +79,9 @@ def one_visit(put_back: bool = False, double_exit: bool = False) -> Script:
     s.walk("a", 100.0, 102.0, (0.5, 0.5), (0.5, 0.6))
     s.add(GatePass, "gate-in", 100.5, gate_id="in", direction="entry", account_token="acct-1")
     s.walk("a", 102.2, 110.0, (0.6, 0.6), (2.5, 3.5))
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        108.3,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P1"],
-        delta_g=-701.0,
-        t_start=107.0,
-        t_end=108.0,
-        noise_g=0.5,
-    )
+    s.two_colas(108.3)
     if put_back:
-        s.add(
-            WeightEvent,
-            "shelf-g1",
-            109.3,
-            gondola_id="G1",
-            shelf_id="G1-S1",
-            plate_ids=["P1"],
-            delta_g=350.5,
-            t_start=108.5,
-            t_end=109.0,
-            noise_g=0.5,
-        )
+        s.weight(109.3, ["P1"], 350.5, 108.5, 109.0, noise_g=0.5)
     s.walk("a", 110.2, 118.0, (2.5, 3.5), (9.5, 0.5))
     s.add(GatePass, "gate-out", 117.5, gate_id="out", direction="exit")
     if double_exit:
@@ -209,17 +208,7 @@ def test_malformed_messages_are_dead_lettered_and_valid_traffic_goes_on(processo
 def test_an_unknown_plate_is_rejected_with_its_field(processor):
     proc, uow, *_ = processor()
     s = one_visit()
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        109.5,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P9"],
-        delta_g=-350.0,
-        t_start=109.0,
-        t_end=109.2,
-    )
+    s.weight(109.5, ["P9"], -350.0, 109.0, 109.2)
     proc.handle_batch(s.raw())
     (letter,) = uow.dead_letters.list()
     assert letter.field == "plate_ids" and "P9" in letter.reason
@@ -264,17 +253,7 @@ def test_a_message_the_handlers_cannot_decide_on_is_dead_lettered_and_the_store_
 
     monkeypatch.setattr(handlers, "change_cart", broken)
     s = one_visit()
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        109.5,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P2"],
-        delta_g=-352.0,
-        t_start=108.9,
-        t_end=109.2,
-    )
+    s.weight(109.5, ["P2"], -352.0, 108.9, 109.2)
     proc.handle_batch(s.raw())
     (letter,) = uow.dead_letters.list()
     assert "cannot read this shelf" in letter.reason and letter.topic.endswith("/weight")
@@ -289,28 +268,8 @@ def test_a_group_enters_on_one_code_and_pays_once_when_the_last_member_leaves(pr
     s.add(GatePass, "gate-in", 100.5, gate_id="in", direction="entry", account_token="acct-1", group_size=2)
     s.walk("a", 102.2, 110.0, (0.6, 0.6), (2.5, 3.5))  # a goes to the colas
     s.walk("b", 102.2, 110.0, (0.4, 0.4), (5.0, 3.5))  # b to the chips
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        108.3,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P1"],
-        delta_g=-350.0,
-        t_start=107.0,
-        t_end=108.0,
-    )
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        110.1,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P4"],
-        delta_g=-181.0,
-        t_start=109.3,
-        t_end=109.8,
-    )
+    s.weight(108.3, ["P1"], -350.0, 107.0, 108.0)
+    s.weight(110.1, ["P4"], -181.0, 109.3, 109.8)
     s.walk("a", 110.2, 118.0, (2.5, 3.5), (9.5, 0.5))
     s.add(GatePass, "gate-out", 117.5, gate_id="out", direction="exit")
     s.walk("b", 110.2, 130.0, (5.0, 3.5), (9.4, 0.4))
@@ -332,17 +291,7 @@ def test_a_tracker_id_switch_keeps_the_shopper_in_their_session(processor):
     s.add(GatePass, "gate-in", 100.5, gate_id="in", direction="entry", account_token="acct-1")
     s.walk("a", 102.2, 105.0, (0.6, 0.6), (1.5, 2.0))
     s.walk("a-new", 105.4, 110.0, (1.6, 2.1), (2.5, 3.5))  # the tracker lost "a" and found "a-new"
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        108.3,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P1"],
-        delta_g=-350.0,
-        t_start=107.0,
-        t_end=108.0,
-    )
+    s.weight(108.3, ["P1"], -350.0, 107.0, 108.0)
     s.walk("a-new", 110.2, 118.0, (2.5, 3.5), (9.5, 0.5))
     s.add(GatePass, "gate-out", 117.5, gate_id="out", direction="exit")
     s.heartbeats(125.0)
@@ -377,17 +326,7 @@ def test_raw_weight_samples_advance_the_watermark_but_are_not_stored(processor):
 def test_with_one_shopper_in_the_store_an_event_nobody_was_seen_at_is_theirs(processor):
     proc, uow, *_ = processor()
     s = one_visit()
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        112.3,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P4"],
-        delta_g=-180.0,
-        t_start=111.0,
-        t_end=112.0,
-    )  # the shopper is metres away, nobody else is in
+    s.weight(112.3, ["P4"], -180.0, 111.0, 112.0)  # the shopper is metres away, nobody else is in
     proc.handle_batch(s.raw())
     assert receipts_of(uow)[0][1] == [("chips", 1), ("cola", 2)]
     line = next(ln for ln in uow.sessions.get("s-gate-in-0").cart() if ln.sku == "chips")
@@ -408,18 +347,7 @@ def _quick_exit(open_until: float, publish_at: float) -> Script:
     while t < publish_at:
         s.add(Heartbeat, "shelf-g1", round(t, 3), open_since=107.0 if 107.0 <= t < open_until else None)
         t += 0.25
-    s.add(
-        WeightEvent,
-        "shelf-g1",
-        publish_at,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P1"],
-        delta_g=-701.0,
-        t_start=107.0,
-        t_end=108.0,
-        noise_g=0.5,
-    )
+    s.two_colas(publish_at)
     s.heartbeats(135.0)
     return s
 
