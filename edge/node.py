@@ -35,7 +35,7 @@ from edge.node_config import (
     SimulatedSource,
 )
 from edge.refusals import Refusals
-from edge.signal_pipeline import open_since, unpublishable, weight_payload
+from edge.signal_pipeline import open_since, publish_ts, unpublishable, weight_payload
 from edge.spool import Spool, SpooledLink
 from edge.weight_detector import DetectedWeightChange, ShelfDetector, chain_neighbours
 from sensors.calibration import DriftTracker, ZeroTracker, apply_calibration
@@ -239,7 +239,11 @@ class EdgeNode:
             due = batch.t_last - self._last_sent >= 0.75 * self.cfg.heartbeat_s or opened != self._said_open
             if due and self.link.can_send_direct():
                 beat = self._build(
-                    "heartbeat", c.Heartbeat, seq=self.spool.next_seq(), ts=batch.t_last, open_since=opened
+                    "heartbeat",
+                    c.Heartbeat,
+                    seq=self.spool.next_seq(),
+                    ts=publish_ts(batch.t_last),  # as an event decided with this batch: never before it
+                    open_since=opened,
                 )
                 if beat is not None and self.link.send_direct(self.topic("heartbeat"), c.encode(beat)):
                     self._last_sent, self._said_open = batch.t_last, opened

@@ -67,6 +67,11 @@ def unpublishable(change: DetectedWeightChange) -> tuple[str, str] | None:
     return None
 
 
+def publish_ts(decided_at: float) -> float:
+    """The ``ts`` of a message decided at ``decided_at``: rounded up to the ms, never before it."""
+    return math.ceil(round(decided_at * 1000, 6)) / 1000
+
+
 def open_since(detectors: Iterable[ShelfDetector], ts: float) -> float | None:
     """When the oldest interaction of a node's shelves not yet published began (None: none open)."""
     starts = [t for d in detectors if (t := d.open_since()) is not None]
@@ -96,7 +101,7 @@ def weight_payload(
     plate's change and ``shelf_delta_g`` the whole shelf's; a change without per-plate deltas (or
     with a list that does not match its plates) goes out without them, as v1 did.
     """
-    ts = math.ceil(round(change.decided_at * 1000, 6)) / 1000  # rounded up: never before the batch
+    ts = publish_ts(change.decided_at)
     t_end = min(round(change.t_end, 3), ts)
     t_start = min(round(change.t_start, 3), t_end)
     per_plate = len(change.plate_deltas) == len(change.plate_ids)
@@ -146,7 +151,7 @@ def detect_stream(
     def emit(node: str, kind: str, ts: float, payload: dict[str, Any]) -> StreamMessage:
         payload["seq"] = seqs[node]
         seqs[node] += 1
-        last_ts[node] = ts
+        last_ts[node] = max(ts, float(payload.get("ts", ts)))  # a weight event's ts is rounded up
         return StreamMessage(ts, c.topic(layout.store_id, node, kind, prefix), payload)
 
     for msg in messages:
@@ -193,7 +198,8 @@ def detect_stream(
         # store server holds a shopper's exit while a shelf they stood at is still deciding.
         if ts - last_ts.get(node, -1e18) >= HEARTBEAT_S - 1e-6 or opened != said.get(node):
             said[node] = opened
-            yield emit(node, "heartbeat", ts, heartbeat_payload(node, ts, opened))
+            at = max(ts, last_ts.get(node, ts))  # never before the event just published (rounded up)
+            yield emit(node, "heartbeat", at, heartbeat_payload(node, at, opened))
 
 
 def _at(change: DetectedWeightChange, ts: float) -> DetectedWeightChange:
