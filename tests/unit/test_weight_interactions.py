@@ -161,8 +161,9 @@ def test_an_event_is_published_with_its_plates_changes_and_the_shelf_total() -> 
     (ev,) = run(realistic([Change(T0 + 5.0, {"p2": -105.5}, 1.8, force_g=300.0)]))
     payload = weight_payload(ev, "shelf-g1", 7, "g1", "g1-s1")
     msg = c.parse("walkout/store-1/shelf-g1/weight", json.dumps(payload))
-    assert isinstance(msg, c.WeightEvent) and msg.v == 2
+    assert isinstance(msg, c.WeightEvent) and msg.v == 3
     assert msg.plate_ids == list(ev.plate_ids)
+    assert msg.plate_steps_t is not None and len(msg.plate_steps_t) == len(msg.plate_ids)
     assert msg.plate_deltas_g == pytest.approx(list(ev.plate_deltas), abs=0.01)
     assert msg.delta_g == msg.shelf_delta_g == pytest.approx(ev.delta_g, abs=0.01)
     bare = replace(ev, plate_deltas=(), shelf_delta_g=None)  # a change without per-plate figures
