@@ -106,7 +106,7 @@ MALFORMED = [
             {"v": 1, "node_id": "gate-in", "seq": 9, "ts": 5.0, "gate_id": "gate-in", "direction": "entry"}
         ).encode(),
     ),
-    ("heartbeat", json.dumps({"v": 3, "node_id": "gate-in", "seq": 10, "ts": 5.0}).encode()),
+    ("heartbeat", json.dumps({"v": 4, "node_id": "gate-in", "seq": 10, "ts": 5.0}).encode()),
     ("status", json.dumps({"v": 1, "node_id": "gate-in", "state": "sleepy"}).encode()),
     ("firmware", b"{}"),
 ]
