@@ -218,7 +218,7 @@ class _Scorer:
         products = [self.layout.products[s] for s, _ in lines]
         masses = [q * p.unit_weight_g for (_, q), p in zip(lines, products, strict=True)]
         # What a plate the node could not read would have shown is missing from the total: the
-        # coupling it took from a neighbour, or, for an item taken from it, all but what it passed on.
+        # coupling it took from a neighbour.
         seen_share = [self._seen_share(s) for s, _ in lines]
         expected = sum(m * f for m, (f, _) in zip(masses, seen_share, strict=True))
         var = (
@@ -255,14 +255,11 @@ class _Scorer:
 
     def _seen_share(self, sku: str) -> tuple[float, float]:
         """The share of ``sku``'s weight the readable plates show, and its sd: all but the coupling
-        onto blind plates beside its own, or, when its own plates are all blind, only the coupling
-        onto the readable ones beside them."""
+        onto blind plates beside its own. (A pick from a blind plate itself shows only as coupling,
+        5-25 % of it, which cannot count items: the camera's business, service/vision_picks.py.)"""
         own = set(_span(self.layout, self.shelf, sku))
         beside = {i + d for i in own for d in (-1, 1) if 0 <= i + d < len(self.shelf.index)} - own
         blind = len(beside & self.blind)
-        if own and own <= self.blind:
-            live = len(beside) - blind
-            return COUPLING_MEAN * live, COUPLING_SD * live
         return 1.0 - COUPLING_MEAN * blind, COUPLING_SD * blind
 
     def _planogram(self, lines: Change, masses: list[float]) -> float:

@@ -159,10 +159,3 @@ def test_a_pick_beside_a_dead_plate_is_explained_without_the_coupling_the_plate_
     assert exp.verdict == "explained"
     assert [(ln.sku, ln.quantity) for ln in exp.lines] == [("cola", 1)]
 
-
-def test_a_pick_from_a_dead_plate_is_seen_only_through_the_coupling_onto_its_neighbours(layout):
-    # Lemon taken from P2, which is dead: P1 and P3 each show their ~15 % coupling, nothing else.
-    changes = {"P1": -52.0, "P3": -54.0}
-    assert _one(layout, changes).verdict == "unexplained"
-    exp = explain(layout, changes, -106.0, 0.5, blind=["P2"])
-    assert [(ln.sku, ln.quantity) for ln in exp.lines] == [("lemon", 1)]
