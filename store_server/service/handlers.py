@@ -196,7 +196,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         attributed = _attribute(ctx, uow, whole, sessions)
         if attributed is not None:
             reading = _read(ctx, whole, sessions, *attributed)
-            if reading.exp.explained:
+            if reading.exp.explained and reading.blind_pick is None:
                 event_join.close_joined(uow, [item for _, item in parts], msg.msg_id)
                 return _decide_lines(ctx, uow, whole, sessions, reading)
     attributed = _attribute(ctx, uow, msg, sessions)
@@ -219,6 +219,17 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     if exp.verdict == "noise":
         count_noise(msg, exp)
         return Outcome("noise", session.id)
+    if reading.blind_pick is not None:
+        # The coupling of a pick from a plate the node could not read (5-25 % of it: it cannot
+        # count items): the camera puts the product on the bill at the exit (service/vision_picks).
+        logger.info(
+            "weight event %s (%+.0f g) is %s taken from a blind plate",
+            msg.msg_id,
+            msg.delta_g,
+            reading.blind_pick,
+        )
+        metrics.DECISIONS.labels(outcome="blind_plate_pick").inc()
+        return Outcome("blind_pick", session.id)
     if not exp.explained:
         logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_product").inc()
@@ -235,6 +246,7 @@ class _Reading:
     shopper_confidence: float
     at_shelf: list[ShopperSession]
     exp: Explanation
+    blind_pick: str | None = None  # a product of a blind plate seen in a hand there (the camera's)
 
 
 def _attribute(
@@ -269,12 +281,31 @@ def _read(
     # hands of the shoppers at the shelf (side by side, they make one event between them).
     hands = sorted({t for s in (session, *at_shelf) for t in s.track_ids()})
     vision = (
-        ctx.sightings.scores(ctx.layout, list(msg.plate_ids), msg.t_start - w, msg.t_end + w, hands)
+        ctx.sightings.scores(
+            ctx.layout, [*msg.plate_ids, *(msg.blind_plate_ids or ())], msg.t_start - w, msg.t_end + w, hands
+        )
         if ctx.sightings is not None
         else None
     )
     exp = explain_event(ctx, msg, cart, vision=vision or None, shoppers=len(at_shelf))
-    return _Reading(session, shopper_confidence, at_shelf, exp)
+    return _Reading(session, shopper_confidence, at_shelf, exp, blind_pick(ctx, msg, exp, vision or {}))
+
+
+BLIND_SEEN = 0.5  # a product of a blind plate seen at least this surely in a hand there took it
+
+
+def blind_pick(ctx: Context, msg: WeightEvent, exp: Explanation, vision: dict[str, float]) -> str | None:
+    """A product standing only on the event's blind plates that the camera saw in a hand there and
+    the explanation left out: the event is that pick's coupling onto the readable plates."""
+    blind = set(msg.blind_plate_ids or ())
+    if not blind:
+        return None
+    chosen = {ln.sku for ln in exp.lines}
+    for sku, score in sorted(vision.items(), key=lambda kv: (-kv[1], kv[0])):
+        plates = set(ctx.layout.plates_of_sku.get(sku, []))
+        if score >= BLIND_SEEN and plates and plates <= blind and sku not in chosen:
+            return sku
+    return None
 
 
 def _decide_lines(

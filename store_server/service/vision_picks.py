@@ -47,6 +47,7 @@ class Weighed:
     plate_ids: tuple[str, ...]
     delta_g: float
     plate_deltas_g: tuple[float, ...] | None = None  # v2 events: each plate's own change
+    blind_plate_ids: tuple[str, ...] = ()  # v3: plates beside it the node could not read
 
     def weighing_plates(self) -> tuple[str, ...]:
         """The plates that moved: a v2 event may list a plate whose own change was nothing."""
@@ -108,6 +109,7 @@ def visit_evidence(
                     tuple(p["plate_ids"]),
                     p["delta_g"],
                     None if deltas is None else tuple(deltas),
+                    tuple(p.get("blind_plate_ids") or ()),
                 )
             )
     return VisitEvidence(layout, sightings, tuple(weighed), frozenset(failed_plates))
@@ -162,7 +164,11 @@ def _explained(ev: VisitEvidence, session: ShopperSession, h: _Holding) -> bool:
     t0, t1 = h.first.ts - EXPLAIN_WINDOW_S, h.seen[-1].ts + EXPLAIN_WINDOW_S
     if any(c.sku == h.sku and t0 <= c.at <= t1 for c in session.changes):
         return True
+    charged = {c.event_id for c in session.changes}
+    own = set(ev.layout.plates_of_sku.get(h.sku, []))
     for event in ev.weighed:
+        if own and own <= set(event.blind_plate_ids) and event.msg_id not in charged:
+            continue  # the coupling of a pick from a plate that could not weigh it: the camera's
         for s in h.seen:
             if (
                 event.t_start - EXPLAIN_WINDOW_S <= s.ts <= event.t_end + EXPLAIN_WINDOW_S

@@ -218,3 +218,20 @@ def test_a_long_interaction_goes_to_whoever_stood_there_when_the_weight_moved(la
     # Without step times (a v1 node), the one who stood there longest over the event gets it.
     handlers.change_cart(ctx, uow, msg.model_copy(update={"seq": 2, "plate_steps_t": None}), "topic", 0.0)
     assert _cart(uow, "s-0") == [("lemon", 1)]
+
+
+def test_an_event_beside_a_blind_plate_whose_product_was_in_the_hand_is_left_to_the_camera(layout):
+    # P2 (lemon) is dead; a lemon taken from it shows as coupling on P1, -330 g: by weight a cola.
+    # The camera saw a lemon in the hand there: nothing is charged from the weight (the camera bills
+    # the lemon at the exit), and no review item.
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    msg = _event(1, {"P1": -330.0}).model_copy(update={"blind_plate_ids": ["P2"]})
+    exp = handlers.explain_event(ctx, msg, {})
+    assert [ln.sku for ln in exp.lines] == ["cola"]
+    assert handlers.blind_pick(ctx, msg, exp, {"lemon": 0.9}) == "lemon"
+    assert handlers.blind_pick(ctx, msg, exp, {"lemon": 0.3}) is None  # not seen surely enough
+    assert (
+        handlers.blind_pick(ctx, msg.model_copy(update={"blind_plate_ids": None}), exp, {"lemon": 0.9})
+        is None
+    )
+    assert handlers.blind_pick(ctx, msg, exp, {"cola": 0.9}) is None  # what the weight says, seen

@@ -117,6 +117,18 @@ def test_a_weight_event_too_small_for_an_item_explains_nothing(layout: StoreLayo
     assert [ln.sku for ln in unweighed_picks(ev, visit(), EXIT)] == ["lemon"]
 
 
+def test_coupling_from_a_blind_plate_left_to_the_camera_explains_nothing(layout: StoreLayout) -> None:
+    # Three lemons taken from the dead P2: P1 and P3 show 15-25 % of them. Fusion left the event to
+    # the camera (nothing charged for it); charged as a cola, it would explain the sighting.
+    coupling = Weighed("shelf-g1:7", 119.0, 120.0, ("P1", "P3"), -330.0, (-160.0, -170.0), ("P2",))
+    hand = (2.9, 3.7)  # reaching into P2 from the P1 side: within reach of both
+    ev = evidence(layout, seen((120.0, "lemon", hand, "a")), coupling)
+    assert [ln.sku for ln in unweighed_picks(ev, visit(), EXIT)] == ["lemon"]
+    charged = visit()
+    charged.take("shelf-g1:7", "cola", 1, 120.0, 0.9)
+    assert unweighed_picks(ev, charged, EXIT) == []
+
+
 def test_an_item_already_in_the_cart_adds_nothing(layout: StoreLayout) -> None:
     # Chips weighed from P4 earlier; seen again in hand at the silent P3: a return, or carried about.
     session = visit()
