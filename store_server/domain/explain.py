@@ -4,9 +4,10 @@ An event (one hand on one shelf, however many plates it moved) is explained as a
 are one product x 1..N items, or several products at once (a few of each: two, or three when several
 shoppers reach into neighbouring plates at the same moment, which the shelf cannot tell apart); picks
 come from the products on or next to the moved plates, put-backs from the shopper's cart; an item put
-back and another taken in one interaction is a pair of both (when plates moved both ways, or nothing
-one-way fits). Each
-hypothesis has a cost, chi-square like (likelihood ~ exp(-cost / 2)), the sum of:
+back and another taken in one interaction is a pair of both, and items taken of which one or two
+were put straight back (on their plate or beside it) are their net, shaped by both moves (when
+plates moved both ways, or nothing one-way fits). Each hypothesis has a cost, chi-square like
+(likelihood ~ exp(-cost / 2)), the sum of:
 
 (a) ``weight``: the shelf total against sum(q * unit), with variance noise^2 + sum(q * (unit * s)^2) and
     ``s`` = max(the product's own relative spread, ``SIGMA_REL_MIN``): real items vary about the catalogue;
@@ -184,7 +185,19 @@ def _hypotheses(
             for qa, qb in product(range(1, MIXED_QUANTITY + 1), repeat=2):
                 if qa <= taken[a] and qb <= held[b]:
                     out.append(tuple(sorted(((a, -qa), (b, qb)))))
+        if sign < 0:  # some taken and one or two of them put straight back, not where they stood
+            for a in taken:
+                out += [((a, -qa), (a, qb)) for qa in range(2, MIXED_QUANTITY + 2) for qb in range(1, qa)
+                        if qb <= MIXED_QUANTITY - 1]
     return out
+
+
+def _net(lines: Change) -> Change:
+    """Items of each product, whatever went out and came back in the interaction."""
+    net: dict[str, int] = {}
+    for sku, q in lines:
+        net[sku] = net.get(sku, 0) + q
+    return tuple(sorted((s, q) for s, q in net.items() if q))
 
 
 class _Scorer:
@@ -214,7 +227,12 @@ class _Scorer:
         gained = [i for i, d in enumerate(self.observed) if d > 0]
         self.landing = tuple(sorted(gained, key=lambda i: -self.observed[i])[:2]) or (0,)
 
-    def score(self, lines: Change) -> Candidate | None:
+    def score(self, moves: Change) -> Candidate | None:
+        """``moves``: what went out and came back; a product in it twice was taken and partly put
+        straight back (its net is the line, its two moves shape the plates)."""
+        lines = _net(moves)
+        if not lines:
+            return None
         products = [self.layout.products[s] for s, _ in lines]
         masses = [q * p.unit_weight_g for (_, q), p in zip(lines, products, strict=True)]
         # What a plate the node could not read would have shown is missing from the total: the
@@ -237,8 +255,8 @@ class _Scorer:
         seen = sum(
             abs(m) * (top_seen - self.vision.get(s, 0.0)) for (s, _), m in zip(lines, masses, strict=True)
         )
-        mixed = len({q > 0 for _, q in lines}) > 1
-        planogram = self._planogram(lines, masses)
+        mixed = len({q > 0 for _, q in moves}) > 1
+        planogram = self._planogram(moves)
         return Candidate(
             lines=tuple((s, -q) for s, q in lines),  # a weight loss is a take
             expected_g=round(expected, 1),
@@ -262,7 +280,7 @@ class _Scorer:
         blind = len(beside & self.blind)
         return 1.0 - COUPLING_MEAN * blind, COUPLING_SD * blind
 
-    def _planogram(self, lines: Change, masses: list[float]) -> float:
+    def _planogram(self, lines: Change) -> float:
         """The per-plate shape (store_server.domain.shelf_shape): a take from where its product
         stands; a put-back there too, or (at ``MISPLACED_COST``) on a plate that gained."""
         options: list[list[tuple[tuple[int, ...], float]]] = []
@@ -275,8 +293,9 @@ class _Scorer:
         best = math.inf
         for choice in product(*options):
             sources = [
-                Source(m, plates, abs(q), self.layout.products[sku].unit_weight_g)
-                for (sku, q), m, (plates, _) in zip(lines, masses, choice, strict=True)
+                Source(q * unit, plates, abs(q), unit)
+                for (sku, q), (plates, _) in zip(lines, choice, strict=True)
+                if (unit := self.layout.products[sku].unit_weight_g)
             ]
             cost = fit(self.observed, sources, self.noise_g, self.blind).cost + sum(
                 extra for _, extra in choice
@@ -357,13 +376,13 @@ def explain(
         return [c for h in hypotheses if (c := scorer.score(h)) is not None]
 
     scored = scored_of(_hypotheses(layout, pool, sign, magnitude, most, None))
-    if (
-        taken
-        and held
-        and (_two_way(changes, min(units)) or not any(c.fits and abs(c.z) <= SET_MAX_Z for c in scored))
-    ):
+    if taken and (_two_way(changes, min(units)) or not any(c.fits and abs(c.z) <= SET_MAX_Z for c in scored)):
         scored += scored_of(_hypotheses(layout, {}, sign, magnitude, 0, (taken, held)))
     scored.sort(key=lambda c: (c.cost, c.lines))
+    best_of: dict[Lines, Candidate] = {}
+    for c in scored:  # the best way to each net change (taken, or taken and partly put straight back)
+        best_of.setdefault(c.lines, c)
+    scored = list(best_of.values())
     if scored:
         likelihood = [math.exp(-(c.cost - scored[0].cost) / 2) for c in scored]
         scored = [

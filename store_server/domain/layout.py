@@ -225,6 +225,14 @@ class StoreLayout(_Config):
     def shelves(self) -> dict[str, tuple[Gondola, Shelf]]:
         return {s.id: (g, s) for g in self.gondolas for s in g.shelves}
 
+    def neighbours(self, plate_id: str) -> list[str]:
+        """The plates beside ``plate_id`` on its shelf (none for an unknown plate)."""
+        info = self.plates.get(plate_id)
+        if info is None:
+            return []
+        row = self.shelves[info.shelf_id][1].plates
+        return [row[i] for i in (info.index - 1, info.index + 1) if 0 <= i < len(row)]
+
     def gate(self, gate_id: str) -> Gate | None:
         return next((g for g in self.gates if g.id == gate_id), None)
 

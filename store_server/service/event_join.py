@@ -5,6 +5,13 @@ signals and the edge detector may cut the interaction in the wrong place: part o
 goes into the neighbouring event (one pick of 212 g published as -156 g beside a -1136 g event that
 holds the other 56 g). Neither part then fits a product, although the two together fit exactly.
 
+The other way round, a put-back can be published before the pick it returns: a shopper takes an
+item and puts it straight back on another shelf while the first shelf is still settling (its event
+ends later). The put-back then fits nothing in the cart and opens an *unexplained* item. So once a
+take is decided, the open unexplained put-backs that began while it was under way are read again
+with the cart it made; one explained now is decided and its item closed by fusion
+(``resolution.action`` = ``"explained_after"``).
+
 So an event that arrives while an earlier event on the same shelf, overlapping it in time, is still
 an open *unexplained* review item is also explained joined with it: plates' changes and totals
 summed, from the first start to the last end. When the joined event is explained, it is decided
@@ -28,21 +35,39 @@ OVERLAP_S = 1.0  # events this close in time (or overlapping) on one shelf may b
 LOOK_BACK_S = 30.0  # the longest an earlier part can have started before this event
 
 
-def split_parts(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEvent, ReviewItem]]:
-    """Earlier events on ``msg``'s shelf, overlapping it in time, whose unexplained item is open."""
+def _open_unexplained(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEvent, ReviewItem]]:
+    """Earlier events, begun at most ``LOOK_BACK_S`` before ``msg``, whose unexplained item is open."""
     out = []
     for row in uow.inbox.of_kind_since("weight", msg.t_start - LOOK_BACK_S):
-        if row.msg_id == msg.msg_id or row.payload.get("shelf_id") != msg.shelf_id:
+        if row.msg_id == msg.msg_id:
             continue
         item = uow.reviews.get(review_id_for(ReviewKind.UNEXPLAINED, row.msg_id))
         if item is None or not item.is_open:  # decided otherwise, or not decided yet
             continue
         other = decode_any(row.payload)
-        if not isinstance(other, WeightEvent):
-            continue
-        if other.t_start <= msg.t_end + OVERLAP_S and msg.t_start <= other.t_end + OVERLAP_S:
+        if isinstance(other, WeightEvent):
             out.append((other, item))
     return out
+
+
+def split_parts(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEvent, ReviewItem]]:
+    """Earlier events on ``msg``'s shelf, overlapping it in time, whose unexplained item is open."""
+    return [
+        (other, item)
+        for other, item in _open_unexplained(uow, msg)
+        if other.shelf_id == msg.shelf_id
+        and other.t_start <= msg.t_end + OVERLAP_S
+        and msg.t_start <= other.t_end + OVERLAP_S
+    ]
+
+
+def returns_during(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEvent, ReviewItem]]:
+    """Earlier put-backs (on any shelf) begun while the take ``msg`` was under way, still unexplained."""
+    return [
+        (other, item)
+        for other, item in _open_unexplained(uow, msg)
+        if other.delta_g > 0 and msg.t_start - OVERLAP_S <= other.t_start <= msg.t_end + OVERLAP_S
+    ]
 
 
 def joined(msg: WeightEvent, parts: list[WeightEvent]) -> WeightEvent:
@@ -78,11 +103,14 @@ def joined(msg: WeightEvent, parts: list[WeightEvent]) -> WeightEvent:
     )
 
 
-def close_joined(uow: UnitOfWork, items: list[ReviewItem], into: str) -> None:
-    """Close the parts' review items: the joined event ``into`` explained them."""
+def close_by_fusion(uow: UnitOfWork, items: list[ReviewItem], into: str, action: str = "joined") -> None:
+    """Close review items fusion explained itself: ``"joined"`` into the event ``into``, or
+    ``"explained_after"`` the take ``into`` was decided."""
     for item in items:
         item.status = ReviewStatus.RESOLVED
-        item.resolution = {"action": "joined", "into": into, "corrections": [], "receipts": [], "note": ""}
+        item.resolution = {"action": action, "into": into, "corrections": [], "receipts": [], "note": ""}
         item.resolved_by, item.resolved_at = FUSION, time.time()
         uow.reviews.save(item)
-        metrics.DECISIONS.labels(outcome="joined_split_event").inc()
+        metrics.DECISIONS.labels(
+            outcome="joined_split_event" if action == "joined" else "put_back_explained_after"
+        ).inc()

@@ -197,8 +197,9 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         if attributed is not None:
             reading = _read(ctx, whole, sessions, *attributed)
             if reading.exp.explained and reading.blind_pick is None:
-                event_join.close_joined(uow, [item for _, item in parts], msg.msg_id)
-                return _decide_lines(ctx, uow, whole, sessions, reading)
+                event_join.close_by_fusion(uow, [item for _, item in parts], msg.msg_id)
+                decided = _decide_lines(ctx, uow, whole, sessions, reading)
+                return _after_take(ctx, uow, whole, sessions, decided)
     attributed = _attribute(ctx, uow, msg, sessions)
     if attributed is None:
         in_store = uow.sessions.open_sessions()
@@ -235,7 +236,25 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         metrics.DECISIONS.labels(outcome="no_product").inc()
         review.open_unexplained(ctx, uow, msg, session, exp)  # staff decide what it was
         return Outcome("unexplained", session.id)
-    return _decide_lines(ctx, uow, msg, sessions, reading)
+    return _after_take(ctx, uow, msg, sessions, _decide_lines(ctx, uow, msg, sessions, reading))
+
+
+def _after_take(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession], outcome: Outcome
+) -> Outcome:
+    """A take just decided may be what an earlier, still unexplained put-back returned (published
+    first because this shelf settled later): read those again with the carts as they are now."""
+    if msg.delta_g >= 0 or outcome.kind != "cart_changed":
+        return outcome
+    for other, item in event_join.returns_during(uow, msg):
+        attributed = _attribute(ctx, uow, other, sessions)
+        if attributed is None:
+            continue
+        reading = _read(ctx, other, sessions, *attributed)
+        if reading.exp.explained and reading.blind_pick is None:
+            event_join.close_by_fusion(uow, [item], msg.msg_id, "explained_after")
+            _decide_lines(ctx, uow, other, sessions, reading)
+    return outcome
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from store_server.domain.explain import Explanation, Line, explain
 from store_server.domain.fusion import line_shoppers, nearest_shopper
 from store_server.domain.layout import StoreLayout, distance
 from store_server.domain.session import ShopperSession
+from store_server.domain.shelf_shape import COUPLING_MEAN
 from store_server.domain.sightings import NEAR_PLATE_M, combine
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 ONLY_HOLDER_CONFIDENCE = 0.9  # a put-back beside others, of a product only one cart there held
 STEP_REACH_S = 1.0  # the taker's hand is at the shelf this long around the moment the weight moved
+UNIT_SHARE = 0.5  # a plate lost at least half an item itself to have given one
 MAIN_SHARE = 0.5  # plates that moved at least this share of the most-moved one are where the hand was
 
 
@@ -140,13 +142,31 @@ def _seen_in_hands(
     ]
 
 
+def _own_losses(layout: StoreLayout, changes: dict[str, float]) -> dict[str, float]:
+    """What each plate lost itself: its loss less the usual coupling of its neighbours' losses."""
+    def loss(plate: str | None) -> float:
+        return max(0.0, -changes.get(plate, 0.0)) if plate else 0.0
+
+    out = {}
+    for plate in changes:
+        beside = layout.neighbours(plate)
+        own = loss(plate) - COUPLING_MEAN * sum(loss(b) for b in beside)
+        if own > 0:
+            out[plate] = own
+    return out
+
+
 def _split_by_plate(
     ctx: Context, msg: WeightEvent, ln: Line, sessions: dict[str, ShopperSession]
 ) -> list[tuple[ShopperSession, float, Line]] | None:
     """Items of one product standing on several plates, taken by two shoppers each at their own
-    plate in one event: the items shared out by how much each plate lost (at least one each)."""
+    plate in one event: the items shared out by how much each plate lost beyond what its
+    neighbours' losses couple onto it (at least one each); a plate whose own loss is under half an
+    item took nothing (a pick of three from one plate moves its neighbour by hundreds of grams)."""
+    unit = ctx.layout.products[ln.sku].unit_weight_g
     lost = {
-        p: -d for p, d in msg.plate_changes.items() if d < 0 and p in ctx.layout.plates_of_sku.get(ln.sku, [])
+        p: g for p, g in _own_losses(ctx.layout, msg.plate_changes).items()
+        if p in ctx.layout.plates_of_sku.get(ln.sku, []) and g >= UNIT_SHARE * unit
     }
     if ln.quantity < 2 or len(lost) < 2:
         return None

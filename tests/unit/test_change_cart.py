@@ -3,13 +3,17 @@ one review item per event whatever number of plates it moved, none for noise. Fa
 
 from __future__ import annotations
 
+import copy
+
 from edge.contracts import WeightEvent
 from store_server.domain.fusion import TrackHistory
+from store_server.domain.layout import parse_layout
 from store_server.domain.review import FUSION, ReviewKind, ReviewStatus
 from store_server.domain.session import ShopperSession
 from store_server.service import handlers
 from store_server.service.ports import InboxRow
 from tests.fakes import FakePaymentGateway, FakeUnitOfWork
+from tests.unit.conftest import SMALL_STORE
 
 
 def _event(seq: int, deltas: dict[str, float], confidence: float = 1.0) -> WeightEvent:
@@ -135,6 +139,14 @@ def test_two_shoppers_taking_one_product_from_its_two_plates_get_one_item_each(l
     assert _cart(uow, "s-0") == [("chips", 2)]
 
 
+def test_three_taken_from_one_plate_are_not_shared_with_a_shopper_at_the_coupled_neighbour(layout):
+    # t1 at P3 takes three chips; the shelf couples a fifth of it onto P4, where t2 stands.
+    ctx, uow = _store(layout, {"t1": (4.5, 3.6), "t2": (5.5, 3.6)})
+    msg = _event(1, {"P2": -60.0, "P3": -380.0, "P4": -100.0})
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("chips", 3)] and _cart(uow, "s-1") == []
+
+
 def test_a_put_back_and_a_take_in_one_interaction_change_both_carts_they_belong_to(layout):
     # t1 at P1 takes a cola while t2 beside them puts a chips bag back on P3: one coupled event.
     ctx, uow = _store(layout, {"t1": (2.5, 3.6), "t2": (4.5, 3.6)})
@@ -176,6 +188,29 @@ def test_a_pick_the_edge_split_between_two_events_is_explained_whole_and_needs_n
     closed = uow.reviews.get(item.id)
     assert closed.status is ReviewStatus.RESOLVED and closed.resolved_by == FUSION
     assert closed.resolution["action"] == "joined" and closed.resolution["into"] == second.msg_id
+    assert [r for r in uow.reviews.list() if r.is_open] == []
+
+
+def test_a_put_back_published_before_the_take_it_returns_is_explained_once_the_take_is_decided():
+    # A cola taken from G1-S1 and put straight back on the shelf below while G1-S1 still settled:
+    # the put-back's event comes first, when the cart holds nothing it could return.
+    store = copy.deepcopy(SMALL_STORE)
+    store["gondolas"][0]["shelves"].append({"id": "G1-S2", "level": 2, "plates": ["P5", "P6"]})
+    store["catalog"].append({"sku": "water", "name": "Water 0.5 l", "barcode": "4000000000042",
+                             "unit_weight_g": 560, "weight_std_g": 5, "price_cents": 89})
+    store["planogram"].append({"sku": "water", "plates": ["P5", "P6"]})
+    ctx, uow = _store(parse_layout(store), {"t1": (2.5, 3.6)})
+    back = {"shelf_id": "G1-S2", "t_start": 101.0, "t_end": 102.0}
+    put_back = _inboxed(uow, _event(1, {"P5": 300.0, "P6": 52.0}).model_copy(update=back))
+    assert handlers.change_cart(ctx, uow, put_back, "topic", 0.0).kind == "unexplained"
+    (item,) = uow.reviews.list()
+    take = _inboxed(uow, _event(2, {"P1": -298.0, "P2": -52.0}).model_copy(update={"t_end": 103.0}))
+    assert handlers.change_cart(ctx, uow, take, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow) == []
+    changes = uow.sessions.get("s-0").changes
+    assert {c.event_id for c in changes} == {take.msg_id, put_back.msg_id}
+    closed = uow.reviews.get(item.id)
+    assert closed.resolved_by == FUSION and closed.resolution["action"] == "explained_after"
     assert [r for r in uow.reviews.list() if r.is_open] == []
 
 

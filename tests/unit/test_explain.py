@@ -159,3 +159,13 @@ def test_a_pick_beside_a_dead_plate_is_explained_without_the_coupling_the_plate_
     assert exp.verdict == "explained"
     assert [(ln.sku, ln.quantity) for ln in exp.lines] == [("cola", 1)]
 
+
+
+def test_two_taken_and_one_put_straight_back_across_the_next_plate_is_one_item(layout):
+    # Two colas leave P1 (coupled onto P2), one comes back standing 40 % on P2 (coupled onward onto
+    # P3): P2 and P3 gained while P1 lost, which no single take shapes; the net is one cola.
+    exp = _one(layout, {"P1": -395.5, "P2": 24.5, "P3": 21.0})
+    assert exp.verdict == "explained"
+    assert [(ln.sku, ln.quantity) for ln in exp.lines] == [("cola", 1)]
+    assert exp.confidence > 0.95
+    assert len({c.lines for c in exp.candidates}) == len(exp.candidates)  # each net change once
