@@ -1,9 +1,18 @@
-"""Weight events the edge split, explained together.
+"""Weight events explained with others: parts the edge split, and put-backs published before their take.
 
 When several shoppers reach into one shelf at almost the same moment, coupling mixes their plates'
 signals and the edge detector may cut the interaction in the wrong place: part of one item's weight
 goes into the neighbouring event (one pick of 212 g published as -156 g beside a -1136 g event that
 holds the other 56 g). Neither part then fits a product, although the two together fit exactly.
+
+So an event that arrives while an earlier event on the same shelf, overlapping it in time, is still
+an open *unexplained* review item is also explained joined with it: plates' changes and totals
+summed, from the first start to the last end. When the joined event is explained (and the new
+event on its own is not explained as surely: then the earlier one was another hand's), it is decided
+under the new event's id and the earlier review item is closed by fusion (``resolved_by`` =
+``store_server.domain.review.FUSION``, ``resolution.action`` = ``"joined"``): staff never have to
+decide it. Deterministic: it reads only the inbox and the review items, both replayed in the same
+order.
 
 The other way round, a put-back can be published before the pick it returns: a shopper takes an
 item and puts it straight back on another shelf while the first shelf is still settling (its event
@@ -11,14 +20,6 @@ ends later). The put-back then fits nothing in the cart and opens an *unexplaine
 take is decided, the open unexplained put-backs that began while it was under way are read again
 with the cart it made; one explained now is decided and its item closed by fusion
 (``resolution.action`` = ``"explained_after"``).
-
-So an event that arrives while an earlier event on the same shelf, overlapping it in time, is still
-an open *unexplained* review item is also explained joined with it: plates' changes and totals
-summed, from the first start to the last end. When the joined event is explained, it is decided
-under the new event's id and the earlier review item is closed by fusion (``resolved_by`` =
-``store_server.domain.review.FUSION``, ``resolution.action`` = ``"joined"``): staff never have to
-decide it. Deterministic: it reads only the inbox and the review items, both replayed in the same
-order.
 """
 
 from __future__ import annotations

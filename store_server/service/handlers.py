@@ -196,7 +196,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         attributed = _attribute(ctx, uow, whole, sessions)
         if attributed is not None:
             reading = _read(ctx, whole, sessions, *attributed)
-            if reading.exp.explained and reading.blind_pick is None:
+            if _decisive(reading) and not _surer_alone(ctx, uow, msg, sessions, reading.exp.confidence):
                 event_join.close_by_fusion(uow, [item for _, item in parts], msg.msg_id)
                 decided = _decide_lines(ctx, uow, whole, sessions, reading)
                 return _after_take(ctx, uow, whole, sessions, decided)
@@ -239,6 +239,22 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     return _after_take(ctx, uow, msg, sessions, _decide_lines(ctx, uow, msg, sessions, reading))
 
 
+def _decisive(reading: _Reading) -> bool:
+    return reading.exp.explained and reading.blind_pick is None
+
+
+def _surer_alone(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession], joined: float
+) -> bool:
+    """``msg`` on its own is explained at least as surely as joined with the earlier parts (those
+    were another interaction that overlapped it, not pieces of it)."""
+    attributed = _attribute(ctx, uow, msg, sessions)
+    if attributed is None:
+        return False
+    alone = _read(ctx, msg, sessions, *attributed)
+    return _decisive(alone) and alone.exp.confidence >= joined
+
+
 def _after_take(
     ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession], outcome: Outcome
 ) -> Outcome:
@@ -251,7 +267,7 @@ def _after_take(
         if attributed is None:
             continue
         reading = _read(ctx, other, sessions, *attributed)
-        if reading.exp.explained and reading.blind_pick is None:
+        if _decisive(reading):
             event_join.close_by_fusion(uow, [item], msg.msg_id, "explained_after")
             _decide_lines(ctx, uow, other, sessions, reading)
     return outcome

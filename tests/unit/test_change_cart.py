@@ -191,6 +191,19 @@ def test_a_pick_the_edge_split_between_two_events_is_explained_whole_and_needs_n
     assert [r for r in uow.reviews.list() if r.is_open] == []
 
 
+def test_an_event_that_fits_alone_is_not_joined_with_an_overlapping_one_that_fits_nothing(layout):
+    # Another hand's interaction (fits nothing) overlaps a clean cola pick on the same shelf: joined,
+    # they would read as two lemons at low confidence; the cola is decided on its own.
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    other = _inboxed(uow, _event(1, {"P2": -40.0, "P3": -260.0, "P4": -120.0}))
+    assert handlers.change_cart(ctx, uow, other, "topic", 0.0).kind == "unexplained"
+    cola = _inboxed(uow, _event(2, {"P1": -298.0, "P2": -52.0}))
+    assert handlers.change_cart(ctx, uow, cola, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow) == [("cola", 1)]
+    (item,) = uow.reviews.list()
+    assert item.is_open and item.event_id == other.msg_id
+
+
 def test_a_put_back_published_before_the_take_it_returns_is_explained_once_the_take_is_decided():
     # A cola taken from G1-S1 and put straight back on the shelf below while G1-S1 still settled:
     # the put-back's event comes first, when the cart holds nothing it could return.
