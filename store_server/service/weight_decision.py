@@ -4,6 +4,7 @@ the event explained as a whole, noise, and which shopper took each line when sev
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -121,10 +122,18 @@ def _seen_in_hands(
     w = ctx.assign_window_s
     spots = [ctx.layout.plate_centroid([p]) for p in msg.plate_ids if p in ctx.layout.plates]
     held: dict[str, tuple[ShopperSession, list[float], int]] = {}
+    t0, t1 = when_moved(ctx, msg)
+
+    def stood_there(track_id: str) -> bool:  # not a hand that only came by as the weight settled
+        typical = (ctx.tracks.typical_distance(track_id, spot, t0, t1) for spot in spots)
+        return min((d for d in typical if d is not None), default=math.inf) <= ctx.reach_m
+
     for s in ctx.sightings.window(msg.t_start - w, msg.t_end + w):
         if s.sku != ln.sku or s.track_id not in sessions:
             continue
         if min(distance((s.x_m, s.y_m), spot) for spot in spots) > NEAR_PLATE_M:
+            continue
+        if not stood_there(s.track_id):
             continue
         owner = sessions[s.track_id]
         _, seen, boxes = held.get(owner.id, (owner, [], 0))

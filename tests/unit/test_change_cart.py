@@ -10,6 +10,7 @@ from store_server.domain.fusion import TrackHistory
 from store_server.domain.layout import parse_layout
 from store_server.domain.review import FUSION, ReviewKind, ReviewStatus
 from store_server.domain.session import ShopperSession
+from store_server.domain.sightings import Sighting, Sightings
 from store_server.service import handlers
 from store_server.service.ports import InboxRow
 from tests.fakes import FakePaymentGateway, FakeUnitOfWork
@@ -145,6 +146,22 @@ def test_three_taken_from_one_plate_are_not_shared_with_a_shopper_at_the_coupled
     msg = _event(1, {"P2": -60.0, "P3": -380.0, "P4": -100.0})
     assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
     assert _cart(uow, "s-0") == [("chips", 3)] and _cart(uow, "s-1") == []
+
+
+def test_a_hand_seen_with_the_product_that_only_came_by_as_the_weight_settled_did_not_take_it(layout):
+    # t1 stood at P1 and took the cola; t2 walked up at the end and the camera put a cola in
+    # t2's hand (a confusion or a box given to the wrong track): t2 never stood at the shelf.
+    ctx, uow = _store(layout, {"t1": (2.5, 3.6)})
+    for t, y in ((99.0, 6.8), (100.0, 6.8), (100.6, 6.8), (101.2, 3.2), (102.0, 3.2)):
+        ctx.tracks.add("t2", t, 2.5, y)
+    passer = ShopperSession("s-1", "t", "acct-1", 90.0)
+    passer.bind("t2", 90.0)
+    uow.sessions.add(passer)
+    ctx.sightings = Sightings()
+    ctx.sightings.add(Sighting(101.2, "cola", 0.9, 2.5, 3.5, track_id="t2", camera_id="cam"))
+    msg = _event(1, {"P1": -298.0, "P2": -52.0})
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("cola", 1)] and _cart(uow, "s-1") == []
 
 
 def test_a_put_back_and_a_take_in_one_interaction_change_both_carts_they_belong_to(layout):
