@@ -135,8 +135,8 @@ def collect(server: StoreServer) -> RunDecisions:
 def review_figures(decisions: RunDecisions, visits: int) -> dict[str, Any]:
     """``review_items`` (all kinds) staff had to decide, ``unexplained_events`` (weight events no
     product or shopper explains) and ``review_items_per_visit``; ``review_items_joined``: items fusion
-    closed itself, a part of an interaction the edge split explained with the rest of it (staff
-    never decide those)."""
+    closed itself, a part of an interaction the edge split explained with the rest of it, or a
+    put-back explained once the take it returned was decided (staff never decide those)."""
     staff = [r for r in decisions.reviews if r.get("resolved_by") != FUSION]
     total = len(staff)
     unexplained = sum(1 for r in staff if r["kind"] in UNEXPLAINED_KINDS)
