@@ -20,6 +20,11 @@ One event per interaction (one hand at a shelf), not per plate:
    sum of its plates' changes, each measured from before the first plate moved to after the last
    one settled, plus those of quiet neighbours whose level moved beyond their noise (what coupling
    shifted without making them active); plates busy in another interaction do not count.
+5. Hands that follow one another on a shelf (two shoppers at neighbouring plates, the second
+   reaching in as the first one's plates still ring) are one interaction for the grouping, but an
+   interaction is cut into one event per hand where all of its plates stood still for
+   ``chain_calm_s`` in between (not at the top of a slow push, each part a hand's length and at
+   least ``chain_min_g``), so each event has its own taker's step times.
 
 All rolling statistics are computed with numpy over plates x samples; Python only runs per
 transition (a handful per pick), never per sample. Noise is estimated per plate while stable.
@@ -67,6 +72,9 @@ class DetectorParams:
     seed_ratio: float = 0.5  # a segment moved less than this share of a neighbour's belongs to it
     quiet_level_s: float = 1.0  # levels of a shelf's quiet plates are averaged over up to this long
     max_hold_s: float = 8.0  # longest an interaction waits for a neighbour still moving
+    chain_calm_s: float = 0.2  # a chained interaction is cut where all its plates stood still this long
+    chain_min_g: float = 20.0  # ... and each part changed the shelf at least this much ...
+    chain_hand_s: float = 0.6  # ... and lasted at least this long (a hand at a shelf: 0.8 - 2.5 s)
     noise_adapt: float = 0.05
     history_s: float = 20.0
     max_active_s: float = 30.0  # a plate active longer is re-baselined without an event
@@ -109,7 +117,14 @@ class ShelfDetector:
         self._gain = FilterGains.of(2 * self._spike + 1, self._w)
         self._hist = self._w + self._lag - 1
         self._h = History(count, max(n_of(p.history_s), 4 * self._hist))  # median-filtered samples
-        levels = (self._w, self._guard, n_of(p.quiet_level_s), n_of(p.join_gap_s))
+        levels = (
+            self._w,
+            self._guard,
+            n_of(p.quiet_level_s),
+            n_of(p.join_gap_s),
+            n_of(p.chain_calm_s),
+            n_of(p.chain_hand_s),
+        )
         self._events = EventMaker(self.plate_ids, self._nbrs, self._h, self._gain, p, *levels)
         self._spans: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         self._raw_tail = np.zeros((count, 2 * self._spike))  # the median's look-back
@@ -292,5 +307,8 @@ class ShelfDetector:
         active = [s for s in self._active if s is not None]
         groups = self._grouper.ready(self._pending, active, now)
         blind = frozenset(int(q) for q in np.flatnonzero(self._flat >= self._blind_n))
-        at = Shelf(now, self._t_now, self._sigma, self._spans, self._pending, self._active, blind)
-        return [e for e in (self._events.make(g, at) for g in groups) if e is not None]
+        std_thr, lvl_thr = self._thresholds()
+        at = Shelf(
+            now, self._t_now, self._sigma, self._spans, self._pending, self._active, blind, std_thr, lvl_thr
+        )
+        return [e for g in groups for e in self._events.make(g, at)]

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.weight_history import History
 from edge.weight_interactions import Group, Segment
-from edge.weight_stats import FilterGains
+from edge.weight_stats import FilterGains, rolling
 
 if TYPE_CHECKING:
     from edge.weight_detector import DetectorParams
@@ -55,6 +55,8 @@ class Shelf:
     pending: Sequence[Segment]  # undecided segments of other interactions
     active: Sequence[Segment | None]  # per plate
     blind: frozenset[int] = frozenset()  # plates whose reading stood still (dead or stuck cells)
+    std_thr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each plate's quiet thresholds:
+    lvl_thr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # rolling std, level moved
 
     def busy(self, q: int, lo: int, hi: int) -> bool:
         """Plate ``q`` was active somewhere in samples ``lo`` .. ``hi - 1``."""
@@ -76,11 +78,14 @@ class EventMaker:
         guard: int,
         level_n: int,
         after_n: int,
+        calm_n: int,
+        hand_n: int,
     ) -> None:
         self._ids, self._nbrs, self._hist, self._gain, self._p = plate_ids, neighbours, history, gain, params
         # Levels after are averaged over what is known once an interaction can be decided, so
         # the figures do not depend on when (in which batch) it was.
-        self._w, self._guard, self._nq, self._na = window, guard, level_n, after_n
+        self._w, self._guard, self._nq, self._na, self._calm = window, guard, level_n, after_n, calm_n
+        self._hand = hand_n
 
     def _after(self, segs: Sequence[Segment]) -> tuple[int, int]:
         """The stretch after ``segs`` to average the settled level over: from the first sample
@@ -89,8 +94,9 @@ class EventMaker:
         done = max(max(s.a_quiet, s.a_loud) for s in segs)
         return max(max(s.a_quiet for s in segs), done - self._w + 2), done + self._na
 
-    def make(self, group: Group, at: Shelf) -> DetectedWeightChange | None:
-        """The event of a decided interaction, or None when it is no change (a touch, noise)."""
+    def make(self, group: Group, at: Shelf) -> list[DetectedWeightChange]:
+        """The events of a decided interaction: none when it is no change (a touch, noise), several
+        when hands one after another kept the shelf moving but let go of it in between."""
         p = self._p
         members = group.members
         a_first = min(s.a_start for s in members)
@@ -114,52 +120,155 @@ class EventMaker:
         # out of its main plate's sample noise, not only of the standard error of its levels.
         threshold = max(p.min_delta_g, 6.0 * math.sqrt(sum(var.values())), p.k_event * float(at.sigma[main]))
         if abs(total) < threshold:
-            return None
-        plates = sorted(listed or {main})
+            return []
         sigma = max(float(at.sigma[s.plate]) for s in members)
         noise = math.sqrt(sum(s.std_after**2 for s in members) / len(members)) / self._gain.std
         settle = min(1.0, 1.5 * sigma / max(max(s.std_after for s in members) / self._gain.std, 1e-9))
-        # How sure the change is real: its size over the touch threshold. A level still ringing
-        # lowers it a little; how exactly it weighs is in ``noise_g``, which fusion fits with.
-        confidence = (1.0 - math.exp(-2.0 * (abs(total) / threshold - 1.0))) * (
-            1.0 - RINGING_DOUBT * (1.0 - settle)
-        )
-        t_start = self._hist.t(a_first)
-        t_end = max(t_start, self._hist.t(a_last))
-        return DetectedWeightChange(
-            plate_ids=tuple(self._ids[q] for q in plates),
-            delta_g=total,
-            t_start=t_start,
-            t_end=t_end,
-            noise_g=noise,
-            confidence=max(0.0, min(1.0, confidence)),
-            decided_at=at.t_now,
-            plate_deltas=tuple(change[q] for q in plates),
-            shelf_delta_g=total,
-            blind_plate_ids=tuple(
-                self._ids[q]
-                for q in sorted(at.blind & set().union(own, *(self._nbrs[x] for x in own)))
-                if q not in plates
-            ),
-            plate_steps_t=tuple(
-                min(max(self._step_time(q, group), t_start), t_end) if q in own else t_start for q in plates
-            ),
+        blind = tuple(
+            self._ids[q]
+            for q in sorted(at.blind & set().union(own, *(self._nbrs[x] for x in own)))
+            if q not in change
         )
 
+        def event(
+            deltas: dict[int, float], first: int, last: int, steps: dict[int, float]
+        ) -> DetectedWeightChange:
+            part = sum(deltas.values())
+            top = max(deltas, key=lambda q: abs(deltas[q]))
+            shown = {
+                q for q, d in deltas.items() if abs(d) >= max(p.part_min_g, p.k_part * math.sqrt(var[q]))
+            }
+            plates = sorted(shown or {top})
+            # How sure the change is real: its size over the touch threshold. A level still ringing
+            # lowers it a little; how exactly it weighs is in ``noise_g``, which fusion fits with.
+            confidence = (1.0 - math.exp(-2.0 * (abs(part) / threshold - 1.0))) * (
+                1.0 - RINGING_DOUBT * (1.0 - settle)
+            )
+            t_start = self._hist.t(first)
+            t_end = max(t_start, self._hist.t(last))
+            return DetectedWeightChange(
+                plate_ids=tuple(self._ids[q] for q in plates),
+                delta_g=part,
+                t_start=t_start,
+                t_end=t_end,
+                noise_g=noise,
+                confidence=max(0.0, min(1.0, confidence)),
+                decided_at=at.t_now,
+                plate_deltas=tuple(deltas[q] for q in plates),
+                shelf_delta_g=part,
+                blind_plate_ids=blind,
+                plate_steps_t=tuple(min(max(steps.get(q, t_start), t_start), t_end) for q in plates),
+            )
+
+        pieces = self._pieces(change, (a_first, a_last), after, max(threshold, p.chain_min_g), at)
+        if len(pieces) == 1:
+            return [event(change, a_first, a_last, {q: self._step_time(q, group) for q in own})]
+        return [event(deltas, first, last, steps) for deltas, first, last, steps in pieces]
+
+    def _pieces(
+        self, change: dict[int, float], span: tuple[int, int], after: tuple[int, int], least: float, at: Shelf
+    ) -> list[tuple[dict[int, float], int, int, dict[int, float]]]:
+        """An interaction cut where every one of its plates stood still (hands that followed one
+        another on a shelf, each letting go before the next came): per part, each plate's change
+        (the parts sum to ``change``), its first and last sample and each plate's step time. A part
+        changes the shelf by at least ``least``; a level that rose and then fell is never a cut (a
+        hand resting still on the shelf between the two looks the same); each part lasts as long as a
+        hand at a shelf at least; and the levels must add up to the interaction's own measurement
+        (else a plate shared with another interaction, or measured from another stretch, would make
+        a part of what is not this interaction's)."""
+        a_first, a_last = span
+        whole: list[tuple[dict[int, float], int, int, dict[int, float]]] = [(change, a_first, a_last, {})]
+        plates = sorted(change)
+        lo, hi = a_first + self._w, a_last - self._w
+        if hi - lo < self._calm or lo - 2 * self._w < self._hist.oldest():
+            return whole
+        stats = rolling(self._hist.window(lo - self._w, hi)[plates], self._w, 1, hi - lo)
+        std_thr, lvl_thr = at.std_thr[plates][:, None], at.lvl_thr[plates]
+        calm = np.concatenate([[False], (stats.std <= std_thr).all(axis=0), [False]])
+        edges = np.flatnonzero(np.diff(calm.astype(np.int8)))
+        before = self._levels(plates, a_first - self._guard - self._nq, a_first - self._guard)
+        if before is None:
+            return whole
+        cuts: list[tuple[int, int, np.ndarray]] = []
+        level, done = before, np.zeros(len(plates))
+        total = sum(change.values())
+        for s, e in zip(edges[::2], edges[1::2], strict=True):
+            if e - s < self._calm:
+                continue
+            ends = stats.level[:, s], stats.level[:, e - 1], stats.level[:, (s + e - 1) // 2]
+            if (np.abs(ends[1] - ends[0]) > lvl_thr).any() or (
+                np.abs(ends[2] - (ends[0] + ends[1]) / 2) > lvl_thr
+            ).any():
+                continue  # still easing one way, or the top of a slow push
+            first, last = lo + s - self._w + 1, lo + e
+            here = self._levels(plates, first, last)
+            if here is None:
+                continue
+            part, left = float((here - level).sum()), total - float((here - before).sum())
+            if abs(part) < least or abs(left) < least or (part > 0 > left):
+                continue
+            if first - (cuts[-1][1] if cuts else a_first) < self._hand or a_last - last < self._hand:
+                continue
+            cuts.append((first, last, here))
+            level = here
+        if not cuts:
+            return whole
+        now = np.array(
+            [self._hist.span(after[0], _next_start(q, after[0], at, after[1]), q).mean() for q in plates]
+        )
+        rest = np.array([change[q] for q in plates]) - (cuts[-1][2] - before)
+        off = now - cuts[-1][2] - rest
+        if (np.abs(off) > least).any() or abs(off.sum()) > least / 2:
+            return whole
+        out: list[tuple[dict[int, float], int, int, dict[int, float]]] = []
+        start, level = a_first, before
+        for first, last, here in cuts:
+            d = here - level
+            done += d
+            out.append(
+                (
+                    {q: float(d[i]) for i, q in enumerate(plates)},
+                    start,
+                    first,
+                    {
+                        q: self._crossing(q, start, first, float(level[i]), float(here[i]))
+                        for i, q in enumerate(plates)
+                    },
+                )
+            )
+            start, level = last, here
+        last_part = {q: change[q] - float(done[i]) for i, q in enumerate(plates)}
+        out.append(
+            (
+                last_part,
+                start,
+                a_last,
+                {
+                    q: self._crossing(q, start, a_last, float(level[i]), float(level[i]) + last_part[q])
+                    for i, q in enumerate(plates)
+                },
+            )
+        )
+        return out
+
+    def _levels(self, plates: list[int], lo: int, hi: int) -> np.ndarray | None:
+        if hi - lo < 4 or lo < self._hist.oldest():
+            return None
+        return np.array([self._hist.span(lo, hi, q).mean() for q in plates])
+
+    def _crossing(self, q: int, lo: int, hi: int, was: float, now: float) -> float:
+        """When plate ``q`` went from level ``was`` to ``now`` within samples ``lo`` .. ``hi``: the
+        sample after the last one still on the old side of halfway."""
+        x = self._hist.span(lo, hi, q)
+        old = np.flatnonzero((x - (was + now) / 2.0) * np.sign(now - was) < 0.0)
+        return self._hist.t(max(lo, self._hist.oldest()) + (int(old[-1]) + 1 if old.size else 0))
+
     def _step_time(self, q: int, group: Group) -> float:
-        """When plate ``q``'s level changed: the sample after the last one still on the old side of
-        halfway between its levels (a hand pressing before the lift, or several hands chained into
-        one long interaction, come before it; the taker's hand is at the shelf then)."""
+        """When plate ``q``'s level changed (a hand pressing before the lift, or several hands
+        chained into one long interaction, come before it; the taker's hand is at the shelf then)."""
         segs = [s for s in (*group.members, *(s for s, _ in group.parts)) if s.plate == q]
         s = max(segs, key=lambda x: abs(x.delta))
-        end = max(s.a_quiet, s.a_start + 1)
-        x = self._hist.span(s.a_start, end, q)
-        if x.size == 0 or s.delta == 0.0:
-            return self._hist.t(s.a_start)
-        half = s.before + s.delta / 2.0
-        old = np.flatnonzero((x - half) * np.sign(s.delta) < 0.0)
-        first = max(s.a_start, self._hist.oldest())
-        return self._hist.t(first + (int(old[-1]) + 1 if old.size else 0))
+        return self._crossing(q, s.a_start, max(s.a_quiet, s.a_start + 1), s.before, s.before + s.delta)
 
     def _stderr2(self, sigma: float, n_before: int, n_after: int) -> float:
         """Variance of a change measured as the difference of two level averages."""
@@ -209,10 +318,11 @@ class EventMaker:
         return change, var
 
 
-def _next_start(q: int, after: int, at: Shelf) -> int:
-    """The first sample of plate ``q``'s next activity after ``after`` (or the next sample)."""
+def _next_start(q: int, after: int, at: Shelf, default: int | None = None) -> int:
+    """The first sample of plate ``q``'s next activity after ``after`` (or ``default``, else the next
+    sample)."""
     starts = [s.a_start for s in at.pending if s.plate == q and s.a_start > after]
     active = at.active[q]
     if active is not None and active.a_start > after:
         starts.append(active.a_start)
-    return min(starts, default=at.now + 1)
+    return min(starts, default=at.now + 1 if default is None else default)

@@ -254,3 +254,23 @@ def test_a_dead_neighbour_is_named_in_the_event_as_a_plate_the_node_could_not_re
     assert ev.plate_ids == ("p3",) and ev.blind_plate_ids == ("p2",)
     (clean,) = run(shelf([Change(1008.0, {"p3": -340.0}, 1.0)]))
     assert clean.blind_plate_ids == ()
+
+
+@pytest.mark.parametrize("gap_s", [0.5, 1.0])
+def test_hands_one_after_another_on_neighbouring_plates_are_one_event_each(gap_s: float) -> None:
+    # A shopper takes from p2 and lets go; another reaches p3 a moment later. The shelf stood still
+    # in between, so they are two interactions (two takers), each with its own weight and step time.
+    x = shelf([Change(1005.0, {"p2": -165.0}, 1.0), Change(1006.0 + gap_s, {"p3": -495.0}, 1.2)])
+    first, second = run(x)
+    assert first.plate_ids == ("p2",) and first.delta_g == pytest.approx(-165.0, abs=1.0)
+    assert second.plate_ids == ("p3",) and second.delta_g == pytest.approx(-495.0, abs=1.0)
+    assert first.t_end <= second.t_start
+    assert 1005.0 <= first.plate_steps_t[0] <= 1006.0
+    assert 1006.0 + gap_s <= second.plate_steps_t[0] <= 1007.2 + gap_s
+
+
+def test_a_hand_resting_still_on_the_shelf_after_a_pick_does_not_cut_it() -> None:
+    # The top of a slow push stands nearly still: it is no level the shelf settled at.
+    x = shelf([Change(1005.0, {"p2": -355.0}, 1.0)], touches=[Touch(1005.8, "p2", 3.0, 120.0)])
+    (ev,) = run(x)
+    assert ev.delta_g == pytest.approx(-355.0, abs=1.0)
