@@ -11,6 +11,8 @@ plates moved both ways, or nothing one-way fits). Each hypothesis has a cost, ch
 
 (a) ``weight``: the shelf total against sum(q * unit), with variance noise^2 + sum(q * (unit * s)^2) and
     ``s`` = max(the product's own relative spread, ``SIGMA_REL_MIN``): real items vary about the catalogue;
+    a put-back of one item of a product the cart got single items of is also weighed against what
+    those items weighed when taken (the very item weighs the same within the plates' noise);
 (b) ``planogram``: the per-plate shape (store_server.domain.shelf_shape): how well the hypothesis's items,
     taken from (or put back on) where their products stand, explain each plate's change once the
     shelf's mechanical coupling and items standing across two plates are allowed for; a put-back may
@@ -29,7 +31,7 @@ of the event, the layout, the cart, the camera scores and the number of shoppers
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations, product
 from typing import Literal
@@ -214,8 +216,10 @@ class _Scorer:
         vision: dict[str, float],
         free_products: int,
         blind: frozenset[int] = frozenset(),
+        weighed: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.layout, self.shelf, self.total_g = layout, shelf, total_g
+        self.weighed = weighed or {}
         self.blind = blind
         self.noise_g, self.noise_total, self.vision = noise_g, noise_total, vision
         self.free_products = free_products
@@ -247,6 +251,10 @@ class _Scorer:
             + sum(abs(m) * sd for m, (_, sd) in zip(masses, seen_share, strict=True)) ** 2
         )
         z = (self.total_g - expected) / math.sqrt(self.noise_total**2 + var)
+        if len(moves) == 1 and moves[0][1] == 1 and self.weighed.get(moves[0][0]):
+            # The very item put back: what it weighed when taken, measured twice by the plates.
+            f, sd = seen_share[0][0], math.sqrt(2.0) * self.noise_total
+            z = min([z, *((self.total_g - w * f) / sd for w in self.weighed[moves[0][0]])], key=abs)
         several = len(lines) > 1
         if several and abs(z) > SET_MAX_Z:
             return None  # not worth listing: a set is never believed on a loose fit
@@ -340,11 +348,13 @@ def explain(
     vision: dict[str, float] | None = None,
     shoppers: int = 1,
     blind: Collection[str] = (),
+    weighed: Mapping[str, Sequence[float]] | None = None,
 ) -> Explanation:
     """Explain a weight event: ``plate_changes`` (plate -> grams), its shelf total ``total_g``
     (negative: taken), the plates' noise, the shopper's ``cart`` (put-backs come from it), camera
     scores ``vision`` (sku -> 0..1), if any, how many ``shoppers`` stood within reach, and the
-    ``blind`` plates beside it the node could not read (their coupled share is not in the total)."""
+    ``blind`` plates beside it the node could not read (their coupled share is not in the total), and
+    what single items of the cart's products ``weighed`` when taken (sku -> grams, one per item)."""
     changes = {p: float(d) for p, d in plate_changes.items() if p in layout.plates}
     sign, magnitude = (-1 if total_g < 0 else 1), abs(total_g)
     noise_total = math.sqrt(noise_g**2 * max(1, len(changes)) + 1.0)
@@ -367,7 +377,7 @@ def explain(
     seen = {s: min(1.0, max(0.0, float(v))) for s, v in (vision or {}).items()}
     free = max(1, shoppers) if sign < 0 else 1  # put-backs come out of one cart
     unread = frozenset(shelf.index[p] for p in blind if p in shelf.index and p not in changes)
-    scorer = _Scorer(layout, shelf, changes, total_g, noise_g, noise_total, seen, free, unread)
+    scorer = _Scorer(layout, shelf, changes, total_g, noise_g, noise_total, seen, free, unread, weighed)
     # A product seen in a hand at these plates and left out of a hypothesis counts against it.
     scorer.expect_seen = {s: v for s, v in seen.items() if s in pool}
     most = max(SET_QUANTITY) if sign < 0 else PUT_BACK_PRODUCTS

@@ -33,6 +33,7 @@ from store_server.service.weight_decision import (
     owners,
     reach_points,
     visits_at,
+    weighed_items,
     when_moved,
 )
 
@@ -195,7 +196,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         whole = event_join.joined(msg, [event for event, _ in parts])
         attributed = _attribute(ctx, uow, whole, sessions)
         if attributed is not None:
-            reading = _read(ctx, whole, sessions, *attributed)
+            reading = _read(ctx, uow, whole, sessions, *attributed)
             if _decisive(reading) and not _surer_alone(ctx, uow, msg, sessions, reading.exp.confidence):
                 event_join.close_by_fusion(uow, [item for _, item in parts], msg.msg_id)
                 decided = _decide_lines(ctx, uow, whole, sessions, reading)
@@ -204,7 +205,8 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     if attributed is None:
         in_store = uow.sessions.open_sessions()
         # Whoever it was, a put-back came from one of the carts in the store.
-        unattributed = explain_event(ctx, msg, carts_of(in_store))
+        weighed = weighed_items(uow, in_store) if msg.delta_g > 0 and in_store else None
+        unattributed = explain_event(ctx, msg, carts_of(in_store), weighed=weighed)
         if unattributed.verdict == "noise":
             count_noise(msg, unattributed)
             return Outcome("noise")
@@ -215,7 +217,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         return Outcome("unattributed")
     if attributed[0].has_applied(msg.msg_id):
         return Outcome("duplicate", attributed[0].id)
-    reading = _read(ctx, msg, sessions, *attributed)
+    reading = _read(ctx, uow, msg, sessions, *attributed)
     exp, session = reading.exp, reading.session
     if exp.verdict == "noise":
         count_noise(msg, exp)
@@ -251,7 +253,7 @@ def _surer_alone(
     attributed = _attribute(ctx, uow, msg, sessions)
     if attributed is None:
         return False
-    alone = _read(ctx, msg, sessions, *attributed)
+    alone = _read(ctx, uow, msg, sessions, *attributed)
     return _decisive(alone) and alone.exp.confidence >= joined
 
 
@@ -266,7 +268,7 @@ def _after_take(
         attributed = _attribute(ctx, uow, other, sessions)
         if attributed is None:
             continue
-        reading = _read(ctx, other, sessions, *attributed)
+        reading = _read(ctx, uow, other, sessions, *attributed)
         if _decisive(reading):
             event_join.close_by_fusion(uow, [item], msg.msg_id, "explained_after")
             _decide_lines(ctx, uow, other, sessions, reading)
@@ -303,6 +305,7 @@ def _attribute(
 
 def _read(
     ctx: Context,
+    uow: UnitOfWork,
     msg: WeightEvent,
     sessions: dict[str, ShopperSession],
     session: ShopperSession,
@@ -322,7 +325,10 @@ def _read(
         if ctx.sightings is not None
         else None
     )
-    exp = explain_event(ctx, msg, cart, vision=vision or None, shoppers=len(at_shelf))
+    carts = [session, *(s for s in at_shelf if s.id != session.id)]
+    exp = explain_event(
+        ctx, msg, cart, vision or None, len(at_shelf), weighed_items(uow, carts) if msg.delta_g > 0 else None
+    )
     return _Reading(session, shopper_confidence, at_shelf, exp, blind_pick(ctx, msg, exp, vision or {}))
 
 

@@ -19,6 +19,7 @@ from store_server.domain.sightings import NEAR_PLATE_M, combine
 
 if TYPE_CHECKING:
     from store_server.service.handlers import Context
+    from store_server.service.ports import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +52,33 @@ def explain_event(
     cart: dict[str, int],
     vision: dict[str, float] | None = None,
     shoppers: int = 1,
+    weighed: dict[str, tuple[float, ...]] | None = None,
 ) -> Explanation:
-    """The joint explanation of ``msg``; put-backs are explained from ``cart``."""
+    """The joint explanation of ``msg``; put-backs are explained from ``cart`` (and what its single
+    items ``weighed`` when taken)."""
     blind = msg.blind_plate_ids or ()
-    return explain(ctx.layout, msg.plate_changes, msg.delta_g, msg.noise_g, cart, vision, shoppers, blind)
+    return explain(
+        ctx.layout, msg.plate_changes, msg.delta_g, msg.noise_g, cart, vision, shoppers, blind, weighed
+    )
+
+
+def weighed_items(uow: UnitOfWork, sessions: list[ShopperSession]) -> dict[str, tuple[float, ...]]:
+    """What the single items in these carts weighed when taken (sku -> grams, one per item): each
+    from an event that took one item of one product. A put-back of that very item weighs the same
+    to within the plates' noise, far closer than products vary about the catalogue."""
+    lines: dict[str, list[tuple[str, int]]] = {}
+    for s in sessions:
+        for c in s.changes:
+            lines.setdefault(c.event_id, []).append((c.sku, c.quantity))
+    single = {e: ls[0][0] for e, ls in lines.items() if len(ls) == 1 and ls[0][1] == 1}
+    if not single or not sessions:
+        return {}
+    out: dict[str, list[float]] = {}
+    for row in uow.inbox.of_kind_since("weight", min(s.entered_at for s in sessions)):
+        sku = single.get(row.msg_id)
+        if sku is not None and float(row.payload.get("delta_g", 0.0)) < 0:
+            out.setdefault(sku, []).append(-float(row.payload["delta_g"]))
+    return {sku: tuple(w) for sku, w in out.items()}
 
 
 def visits_at(ctx: Context, msg: WeightEvent, sessions: dict[str, ShopperSession]) -> list[ShopperSession]:

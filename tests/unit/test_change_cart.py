@@ -300,3 +300,15 @@ def test_an_event_beside_a_blind_plate_whose_product_was_in_the_hand_is_left_to_
         is None
     )
     assert handlers.blind_pick(ctx, msg, exp, {"cola": 0.9}) is None  # what the weight says, seen
+
+
+def test_a_return_is_the_item_of_the_cart_that_weighed_the_same_when_taken(layout):
+    # One shopper took a cola (weighed 354 g) and a lemon (346 g), then put 346 g on the chips' plate:
+    # the catalogue (cola 350 g, lemon 352 g) would say cola; the item put back is the lemon.
+    ctx, uow = _store(layout, {"t1": (1.0, 0.5)})
+    for seq, plate, grams in ((1, "P1", -354.0), (2, "P2", -346.0)):
+        outcome = handlers.change_cart(ctx, uow, _inboxed(uow, _event(seq, {plate: grams})), "topic", 0.0)
+        assert outcome.kind == "cart_changed"
+    assert sorted(_cart(uow)) == [("cola", 1), ("lemon", 1)]
+    handlers.change_cart(ctx, uow, _inboxed(uow, _event(3, {"P4": 346.2})), "topic", 0.0)
+    assert _cart(uow) == [("cola", 1)]

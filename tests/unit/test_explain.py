@@ -169,3 +169,14 @@ def test_two_taken_and_one_put_straight_back_across_the_next_plate_is_one_item(l
     assert [(ln.sku, ln.quantity) for ln in exp.lines] == [("cola", 1)]
     assert exp.confidence > 0.95
     assert len({c.lines for c in exp.candidates}) == len(exp.candidates)  # each net change once
+
+
+def test_a_misplaced_return_is_the_held_item_that_weighed_the_same_when_taken(layout):
+    # Cola (350 g in the catalogue) and lemon (352 g) are both in the cart; this cola weighed 354 g
+    # when taken, this lemon 346 g. A return of 346.2 g on the chips' plate is nearer the catalogue's
+    # cola, but it is the lemon: the very item weighs the same to within the plates' noise.
+    cart = {"cola": 1, "lemon": 1}
+    blind_guess = explain(layout, {"P4": 346.2}, 346.2, 0.5, cart)
+    assert [ln.sku for ln in blind_guess.lines] == ["cola"]
+    exp = explain(layout, {"P4": 346.2}, 346.2, 0.5, cart, weighed={"cola": (354.0,), "lemon": (346.0,)})
+    assert [(ln.sku, ln.quantity, ln.misplaced) for ln in exp.lines] == [("lemon", -1, True)]
