@@ -24,7 +24,9 @@ One event per interaction (one hand at a shelf), not per plate:
    reaching in as the first one's plates still ring) are one interaction for the grouping, but an
    interaction is cut into one event per hand where all of its plates stood still for
    ``chain_calm_s`` in between (not at the top of a slow push, each part a hand's length and at
-   least ``chain_min_g``), so each event has its own taker's step times.
+   least ``chain_min_g``), so each event has its own taker's step times. A take followed by a
+   return is cut even where a pressing hand kept the shelf moving: where it stood within
+   ``chain_loose_k`` times its quiet noise, at the lowest such level.
 
 All rolling statistics are computed with numpy over plates x samples; Python only runs per
 transition (a handful per pick), never per sample. Noise is estimated per plate while stable.
@@ -75,6 +77,7 @@ class DetectorParams:
     chain_calm_s: float = 0.2  # a chained interaction is cut where all its plates stood still this long
     chain_min_g: float = 20.0  # ... and each part changed the shelf at least this much ...
     chain_hand_s: float = 0.6  # ... and lasted at least this long (a hand at a shelf: 0.8 - 2.5 s)
+    chain_loose_k: float = 3.0  # a take, then a return: cut where the shelf stood within k x quiet noise
     noise_adapt: float = 0.05
     history_s: float = 20.0
     max_active_s: float = 30.0  # a plate active longer is re-baselined without an event

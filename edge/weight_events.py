@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.weight_history import History
 from edge.weight_interactions import Group, Segment
-from edge.weight_stats import FilterGains, rolling
+from edge.weight_stats import FilterGains, Rolling, rolling
 
 if TYPE_CHECKING:
     from edge.weight_detector import DetectorParams
@@ -183,36 +183,18 @@ class EventMaker:
         if hi - lo < self._calm or lo - 2 * self._w < self._hist.oldest():
             return whole
         stats = rolling(self._hist.window(lo - self._w, hi)[plates], self._w, 1, hi - lo)
-        std_thr, lvl_thr = at.std_thr[plates][:, None], at.lvl_thr[plates]
-        calm = np.concatenate([[False], (stats.std <= std_thr).all(axis=0), [False]])
-        edges = np.flatnonzero(np.diff(calm.astype(np.int8)))
         before = self._levels(plates, a_first - self._guard - self._nq, a_first - self._guard)
         if before is None:
             return whole
-        cuts: list[tuple[int, int, np.ndarray]] = []
-        level, done = before, np.zeros(len(plates))
         total = sum(change.values())
-        for s, e in zip(edges[::2], edges[1::2], strict=True):
-            if e - s < self._calm:
-                continue
-            ends = stats.level[:, s], stats.level[:, e - 1], stats.level[:, (s + e - 1) // 2]
-            if (np.abs(ends[1] - ends[0]) > lvl_thr).any() or (
-                np.abs(ends[2] - (ends[0] + ends[1]) / 2) > lvl_thr
-            ).any():
-                continue  # still easing one way, or the top of a slow push
-            first, last = lo + s - self._w + 1, lo + e
-            here = self._levels(plates, first, last)
-            if here is None:
-                continue
-            part, left = float((here - level).sum()), total - float((here - before).sum())
-            if abs(part) < least or abs(left) < least or (part > 0 > left):
-                continue
-            if first - (cuts[-1][1] if cuts else a_first) < self._hand or a_last - last < self._hand:
-                continue
-            cuts.append((first, last, here))
-            level = here
+        cuts = self._cuts(stats, (lo, span), plates, before, total, least, at, 1.0)
+        if not cuts:
+            # A take and then a return by another hand, the shelf never still between them (a
+            # pressing hand's jitter): cut where it stood nearest to still, only from a fall to a rise.
+            cuts = self._cuts(stats, (lo, span), plates, before, total, least, at, self._p.chain_loose_k)
         if not cuts:
             return whole
+        done = np.zeros(len(plates))
         now = np.array(
             [self._hist.span(after[0], _next_start(q, after[0], at, after[1]), q).mean() for q in plates]
         )
@@ -250,6 +232,55 @@ class EventMaker:
             )
         )
         return out
+
+    def _cuts(
+        self,
+        stats: Rolling,
+        where: tuple[int, tuple[int, int]],
+        plates: list[int],
+        before: np.ndarray,
+        total: float,
+        least: float,
+        at: Shelf,
+        loose: float,
+    ) -> list[tuple[int, int, np.ndarray]]:
+        """Where to cut (first and last sample of each still stretch, the levels there): stretches
+        where every plate stood within ``loose`` times its quiet thresholds. ``loose`` > 1 admits
+        only a fall followed by a rise (a take, then a return), never two moves the same way, and
+        cuts once: where the shelf stood lowest (a hand only ever presses a shelf down)."""
+        lo, (a_first, a_last) = where
+        std_thr, lvl_thr = at.std_thr[plates][:, None] * loose, at.lvl_thr[plates] * loose
+        calm = np.concatenate([[False], (stats.std <= std_thr).all(axis=0), [False]])
+        edges = np.flatnonzero(np.diff(calm.astype(np.int8)))
+        cuts: list[tuple[int, int, np.ndarray]] = []
+        loose_cuts: list[tuple[float, tuple[int, int, np.ndarray]]] = []  # (shelf level, cut)
+        level = before
+        for s, e in zip(edges[::2], edges[1::2], strict=True):
+            if e - s < self._calm:
+                continue
+            ends = stats.level[:, s], stats.level[:, e - 1], stats.level[:, (s + e - 1) // 2]
+            if (np.abs(ends[1] - ends[0]) > lvl_thr).any() or (
+                np.abs(ends[2] - (ends[0] + ends[1]) / 2) > lvl_thr
+            ).any():
+                continue  # still easing one way, or the top of a slow push
+            first, last = lo + s - self._w + 1, lo + e
+            here = self._levels(plates, first, last)
+            if here is None:
+                continue
+            part, left = float((here - level).sum()), total - float((here - before).sum())
+            if abs(part) < least or abs(left) < least or (part > 0 > left) or (loose > 1 and part > 0):
+                continue
+            if loose > 1:
+                if first - a_first >= self._hand and a_last - last >= self._hand and left > 0:
+                    loose_cuts.append((float(here.sum()), (first, last, here)))
+                continue
+            if first - (cuts[-1][1] if cuts else a_first) < self._hand or a_last - last < self._hand:
+                continue
+            cuts.append((first, last, here))
+            level = here
+        if loose_cuts:
+            return [min(loose_cuts, key=lambda c: c[0])[1]]
+        return cuts
 
     def _levels(self, plates: list[int], lo: int, hi: int) -> np.ndarray | None:
         if hi - lo < 4 or lo < self._hist.oldest():

@@ -155,8 +155,9 @@ class Grouper:
         # is that step's coupling.
         takers = (steps or stronger[:1]) if stronger else ([] if s.step else steps)
         # Coupling is simultaneous: of several steps beside it, one that had settled before this
-        # segment began passed none of its change on (a later hand, a put-back after a pick, did).
-        during = [o for o in takers if o.a_end >= s.a_start]
+        # segment began passed none of its change on (a later hand, a put-back after a pick, did),
+        # nor did one that began after it ended (the next hand, on this plate or beside it).
+        during = [o for o in takers if o.a_end >= s.a_start and o.a_start <= s.a_end]
         if during and len(during) < len(takers):
             takers = during
         s.links = tuple((o.uid, f) for o, f in zip(takers, _shares(takers), strict=True))
