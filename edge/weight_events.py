@@ -119,7 +119,9 @@ class EventMaker:
         # On a noisy plate a touch's plateau can pass for a settled level: a change must also stand
         # out of its main plate's sample noise, not only of the standard error of its levels.
         threshold = max(p.min_delta_g, 6.0 * math.sqrt(sum(var.values())), p.k_event * float(at.sigma[main]))
-        if abs(total) < threshold:
+        # An interaction that nets to nothing may still be a take and a return, each its own event.
+        pieces = self._pieces(change, (a_first, a_last), after, max(threshold, p.chain_min_g), at)
+        if len(pieces) == 1 and abs(total) < threshold:
             return []
         sigma = max(float(at.sigma[s.plate]) for s in members)
         noise = math.sqrt(sum(s.std_after**2 for s in members) / len(members)) / self._gain.std
@@ -160,7 +162,6 @@ class EventMaker:
                 plate_steps_t=tuple(min(max(steps.get(q, t_start), t_start), t_end) for q in plates),
             )
 
-        pieces = self._pieces(change, (a_first, a_last), after, max(threshold, p.chain_min_g), at)
         if len(pieces) == 1:
             return [event(change, a_first, a_last, {q: self._step_time(q, group) for q in own})]
         return [event(deltas, first, last, steps) for deltas, first, last, steps in pieces]
