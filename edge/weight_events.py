@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from edge.weight_detector import DetectorParams
 
 RINGING_DOUBT = 0.2  # at most this much of an event's confidence is lost to a level still ringing
+AGAINST_SHARE = 0.25  # a cut part may move plates against its own direction by at most this share
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,13 @@ class EventMaker:
                 },
             )
         )
+        # Coupling moves every plate the way the item's own plate went: a part whose plates went
+        # against its total by much was cut where a hand still pressed, and says nothing reliable.
+        for deltas, *_ in out:
+            part = sum(deltas.values())
+            against = sum(abs(d) for d in deltas.values() if d * part < 0)
+            if against > max(least, AGAINST_SHARE * abs(part)):
+                return whole
         return out
 
     def _cuts(
