@@ -111,6 +111,13 @@ class Explanation:
     def explained(self) -> bool:
         return self.verdict == "explained"
 
+    @property
+    def cost(self) -> float:
+        """The chosen hypothesis's cost (lower fits better); infinite when none was chosen."""
+        if not self.explained:
+            return math.inf
+        return min((c.cost for c in self.candidates if c.fits), default=math.inf)
+
 
 @dataclass(frozen=True)
 class _Shelf:

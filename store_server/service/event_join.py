@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 
 from edge.contracts import WeightEvent, decode_any
 from store_server import metrics
 from store_server.domain.review import FUSION, ReviewItem, ReviewKind, ReviewStatus, review_id_for
+from store_server.domain.session import ShopperSession
 from store_server.service.ports import UnitOfWork
 
 OVERLAP_S = 1.0  # events this close in time (or overlapping) on one shelf may be one interaction
@@ -51,15 +53,49 @@ def _open_unexplained(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEve
     return out
 
 
+def decided_parts(
+    uow: UnitOfWork, msg: WeightEvent, sessions: Iterable[ShopperSession]
+) -> list[tuple[WeightEvent, dict[str, int]]]:
+    """Earlier events on ``msg``'s shelf, overlapping it in time, already decided into carts: each
+    with the lines it applied (sku -> quantity, summed over the carts it changed)."""
+    applied: dict[str, dict[str, int]] = {}
+    for session in sessions:
+        for change in session.changes:
+            lines = applied.setdefault(change.event_id, {})
+            lines[change.sku] = lines.get(change.sku, 0) + change.quantity
+    out = []
+    for row in uow.inbox.of_kind_since("weight", msg.t_start - LOOK_BACK_S):
+        lines = applied.get(row.msg_id, {})
+        if row.msg_id == msg.msg_id or not any(lines.values()):
+            continue
+        other = decode_any(row.payload)
+        if isinstance(other, WeightEvent) and _overlapping(other, msg):
+            out.append((other, {sku: q for sku, q in lines.items() if q}))
+    return out
+
+
+def remainder(whole: dict[str, int], decided: list[dict[str, int]]) -> dict[str, int] | None:
+    """What an interaction explained ``whole`` (sku -> quantity) holds beyond the parts already
+    ``decided``; None when a part's lines are not in it (those parts were another interaction)."""
+    left = dict(whole)
+    for lines in decided:
+        for sku, q in lines.items():
+            have = left.get(sku, 0)
+            if have * q <= 0 or abs(have) < abs(q):
+                return None
+            left[sku] = have - q
+    return {sku: q for sku, q in left.items() if q} or None
+
+
+def _overlapping(a: WeightEvent, b: WeightEvent) -> bool:
+    return (
+        a.shelf_id == b.shelf_id and a.t_start <= b.t_end + OVERLAP_S and b.t_start <= a.t_end + OVERLAP_S
+    )
+
+
 def split_parts(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEvent, ReviewItem]]:
     """Earlier events on ``msg``'s shelf, overlapping it in time, whose unexplained item is open."""
-    return [
-        (other, item)
-        for other, item in _open_unexplained(uow, msg)
-        if other.shelf_id == msg.shelf_id
-        and other.t_start <= msg.t_end + OVERLAP_S
-        and msg.t_start <= other.t_end + OVERLAP_S
-    ]
+    return [(other, item) for other, item in _open_unexplained(uow, msg) if _overlapping(other, msg)]
 
 
 def returns_during(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEvent, ReviewItem]]:

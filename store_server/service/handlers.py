@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edge.contracts import GatePass, WeightEvent
@@ -30,6 +30,7 @@ from store_server.service.weight_decision import (
     carts_of,
     count_noise,
     explain_event,
+    one_taker_of_several,
     owners,
     reach_points,
     visits_at,
@@ -197,7 +198,7 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         attributed = _attribute(ctx, uow, whole, sessions)
         if attributed is not None:
             reading = _read(ctx, uow, whole, sessions, *attributed)
-            if _decisive(reading) and not _surer_alone(ctx, uow, msg, sessions, reading.exp.confidence):
+            if _decisive(reading) and not _surer_alone(ctx, uow, msg, sessions, reading.exp):
                 event_join.close_by_fusion(uow, [item for _, item in parts], msg.msg_id)
                 decided = _decide_lines(ctx, uow, whole, sessions, reading)
                 return _after_take(ctx, uow, whole, sessions, decided)
@@ -234,6 +235,9 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         metrics.DECISIONS.labels(outcome="blind_plate_pick").inc()
         return Outcome("blind_pick", session.id)
     if not exp.explained:
+        rest = _rest_of_decided(ctx, uow, msg, sessions)
+        if rest is not None:
+            return rest
         logger.warning("weight event %s (%+.0f g) matches no product", msg.msg_id, msg.delta_g)
         metrics.DECISIONS.labels(outcome="no_product").inc()
         review.open_unexplained(ctx, uow, msg, session, exp)  # staff decide what it was
@@ -241,20 +245,46 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
     return _after_take(ctx, uow, msg, sessions, _decide_lines(ctx, uow, msg, sessions, reading))
 
 
+def _rest_of_decided(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession]
+) -> Outcome | None:
+    """``msg`` fits nothing alone, but joined with the events on its shelf that overlapped it and
+    were decided already, the whole fits (the edge cut one interaction of hands side by side, and
+    published first the part that fitted): what the whole holds beyond those parts is ``msg``'s."""
+    parts = event_join.decided_parts(uow, msg, {s.id: s for s in sessions.values()}.values())
+    if not parts:
+        return None
+    whole = event_join.joined(msg, [event for event, _ in parts])
+    attributed = _attribute(ctx, uow, whole, sessions)
+    if attributed is None:
+        return None
+    reading = _read(ctx, uow, whole, sessions, *attributed)
+    if not _decisive(reading):
+        return None
+    rest = event_join.remainder({ln.sku: ln.quantity for ln in reading.exp.lines}, [ls for _, ls in parts])
+    if rest is None:
+        return None
+    lines = tuple(replace(ln, quantity=rest[ln.sku]) for ln in reading.exp.lines if ln.sku in rest)
+    metrics.DECISIONS.labels(outcome="rest_of_decided_event").inc()
+    return _decide_lines(ctx, uow, whole, sessions, replace(reading, exp=replace(reading.exp, lines=lines)))
+
+
 def _decisive(reading: _Reading) -> bool:
     return reading.exp.explained and reading.blind_pick is None
 
 
 def _surer_alone(
-    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession], joined: float
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession], joined: Explanation
 ) -> bool:
     """``msg`` on its own is explained at least as surely as joined with the earlier parts (those
-    were another interaction that overlapped it, not pieces of it)."""
+    were another interaction that overlapped it, not pieces of it): as confidently, and as sure
+    both ways at once by a fit no worse (the joined one explains the parts too)."""
     attributed = _attribute(ctx, uow, msg, sessions)
     if attributed is None:
         return False
     alone = _read(ctx, uow, msg, sessions, *attributed)
-    return _decisive(alone) and alone.exp.confidence >= joined
+    sure = (alone.exp.confidence, -alone.exp.cost) >= (joined.confidence, -joined.cost)
+    return _decisive(alone) and sure
 
 
 def _after_take(
@@ -326,9 +356,10 @@ def _read(
         else None
     )
     carts = [session, *(s for s in at_shelf if s.id != session.id)]
-    exp = explain_event(
-        ctx, msg, cart, vision or None, len(at_shelf), weighed_items(uow, carts) if msg.delta_g > 0 else None
-    )
+    weighed = weighed_items(uow, carts) if msg.delta_g > 0 else None
+    exp = explain_event(ctx, msg, cart, vision or None, len(at_shelf), weighed)
+    if one_taker_of_several(ctx, msg, exp, sessions, session, at_shelf):
+        exp = explain_event(ctx, msg, cart, vision or None, 1, weighed)
     return _Reading(session, shopper_confidence, at_shelf, exp, blind_pick(ctx, msg, exp, vision or {}))
 
 

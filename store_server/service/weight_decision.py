@@ -136,7 +136,7 @@ def reach_points(layout: StoreLayout, msg: WeightEvent) -> list[tuple[float, flo
 
 
 def _seen_in_hands(
-    ctx: Context, msg: WeightEvent, ln: Line, sessions: dict[str, ShopperSession]
+    ctx: Context, msg: WeightEvent, ln: Line, sessions: dict[str, ShopperSession], count: bool = True
 ) -> list[tuple[ShopperSession, float, Line]] | None:
     """Who the ceiling camera saw holding the product at these plates during the event: with
     shoppers side by side it names the taker better than where they stood. Several hands share the
@@ -169,7 +169,8 @@ def _seen_in_hands(
     for _ in range(ln.quantity - len(ranked)):  # the rest to whoever held more than they are given
         k = max(range(len(ranked)), key=lambda i: (ranked[i][2] - counts[i], -i))
         counts[k] += 1
-    metrics.DECISIONS.labels(outcome="taker_seen").inc()
+    if count:
+        metrics.DECISIONS.labels(outcome="taker_seen").inc()
     return [
         (s, combine(seen), replace(ln, quantity=n)) for (s, seen, _), n in zip(ranked, counts, strict=True)
     ]
@@ -231,11 +232,12 @@ def owners(
     session: ShopperSession,
     shopper_confidence: float,
     at_shelf: list[ShopperSession] | None = None,
+    count: bool = True,
 ) -> list[tuple[ShopperSession, float, list[Line]]]:
     """Who took each line: a product taken goes to the shopper standing at it (shoppers side by side
     reach in at once and make one event); a put-back to ``session`` if its cart holds the product,
     else to the other shopper at the shelf (``at_shelf``) whose cart does; lines nobody stood at go to
-    ``session``."""
+    ``session``. ``count``: a decision, counted in the metrics (not a what-if)."""
     others = [s for s in at_shelf or [] if s.id != session.id]
     groups: dict[str, tuple[ShopperSession, float, list[Line]]] = {}
 
@@ -267,7 +269,7 @@ def owners(
             continue
         split = None
         if known:  # who the camera saw holding it, else the plates each shopper stood at
-            split = _seen_in_hands(ctx, msg, ln, sessions) or _split_by_plate(ctx, msg, ln, sessions)
+            split = _seen_in_hands(ctx, msg, ln, sessions, count) or _split_by_plate(ctx, msg, ln, sessions)
         m = matches.get(ln.sku)
         if split:
             for owner, confidence, part in split:
@@ -276,6 +278,24 @@ def owners(
             continue
         owner, confidence = (sessions[m.track_id], m.confidence) if m else (session, shopper_confidence)
         give(owner, confidence, ln)
-    if len(groups) > 1:
+    if count and len(groups) > 1:
         metrics.DECISIONS.labels(outcome="split_between_shoppers").inc()
     return list(groups.values())
+
+
+def one_taker_of_several(
+    ctx: Context,
+    msg: WeightEvent,
+    exp: Explanation,
+    sessions: dict[str, ShopperSession],
+    session: ShopperSession,
+    at_shelf: list[ShopperSession],
+) -> bool:
+    """``exp`` takes several products, which it may as several shoppers stood at the shelf (each
+    takes what is in front of them), yet one of them would get every product taken: the discount
+    for several hands does not hold, and the event is explained as one shopper's."""
+    taken = {ln.sku for ln in exp.lines if ln.quantity > 0}
+    if len(at_shelf) < 2 or len(taken) < 2:
+        return False
+    decided = owners(ctx, msg, exp, sessions, session, 1.0, at_shelf, count=False)
+    return sum(1 for _, _, lines in decided if any(ln.quantity > 0 for ln in lines)) == 1

@@ -128,6 +128,19 @@ def test_two_shoppers_reaching_in_side_by_side_each_get_what_stood_in_front_of_t
     assert _cart(uow, "s-0") == [("chips", 1), ("cola", 1)]
 
 
+def test_two_products_are_not_believed_for_two_shoppers_when_one_of_them_stood_at_both(layout):
+    # Three chips from P3, one of them standing across P2 (lemon): the plates fit a lemon and a chips
+    # bag a little better, which only two hands would be free to take; t2 stood at the shelf's end.
+    msg = _event(1, {"P1": -28.0, "P2": -175.0, "P3": -270.0, "P4": -60.0})
+    ctx, uow = _store(layout, {"t1": (4.0, 3.6), "t2": (6.3, 3.6)})
+    assert handlers.change_cart(ctx, uow, msg, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("chips", 3)] and _cart(uow, "s-1") == []
+    # Each in front of one product: each took what stood there.
+    ctx, uow = _store(layout, {"t1": (3.5, 3.6), "t2": (5.3, 3.6)})
+    handlers.change_cart(ctx, uow, msg, "topic", 0.0)
+    assert _cart(uow, "s-0") == [("lemon", 1)] and _cart(uow, "s-1") == [("chips", 1)]
+
+
 def test_two_shoppers_taking_one_product_from_its_two_plates_get_one_item_each(layout):
     # Chips stand on P3 and P4; one shopper at each plate takes one: one event of two chips.
     ctx, uow = _store(layout, {"t1": (4.5, 3.6), "t2": (5.5, 3.6)})
@@ -206,6 +219,56 @@ def test_a_pick_the_edge_split_between_two_events_is_explained_whole_and_needs_n
     assert closed.status is ReviewStatus.RESOLVED and closed.resolved_by == FUSION
     assert closed.resolution["action"] == "joined" and closed.resolution["into"] == second.msg_id
     assert [r for r in uow.reviews.list() if r.is_open] == []
+
+
+def _heavy_chips_layout():
+    store = copy.deepcopy(SMALL_STORE)
+    chips = next(p for p in store["catalog"] if p["sku"] == "chips")
+    chips["unit_weight_g"], chips["weight_std_g"] = 1030, 20  # jars of passata, say: they vary
+    return parse_layout(store)
+
+
+# A cola (P1, t1) and two heavy jars (P3, t2) taken side by side; the edge cut the interaction so
+# that 60 g of the cola's coupling went with the jars: -290 g fits nothing, -2120 g still fits two
+# jars (within their spread), and together (-2410 g) they fit a cola and two jars exactly.
+_COLA_PART = {"P1": -290.0}
+_JARS_PART = {"P2": -360.0, "P3": -1500.0, "P4": -260.0}
+
+
+def test_a_part_the_edge_cut_off_is_joined_though_the_other_part_fitted_on_its_own():
+    ctx, uow = _store(_heavy_chips_layout(), {"t1": (2.5, 3.6), "t2": (4.8, 3.6)})
+    first = _inboxed(uow, _event(1, _COLA_PART))
+    assert handlers.change_cart(ctx, uow, first, "topic", 0.0).kind == "unexplained"
+    second = _inboxed(uow, _event(2, _JARS_PART))
+    assert handlers.change_cart(ctx, uow, second, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("cola", 1)] and _cart(uow, "s-1") == [("chips", 2)]
+    assert [r for r in uow.reviews.list() if r.is_open] == []
+
+
+def test_a_part_published_after_the_part_that_fitted_is_what_the_whole_holds_beyond_it():
+    ctx, uow = _store(_heavy_chips_layout(), {"t1": (2.5, 3.6), "t2": (4.8, 3.6)})
+    jars = _inboxed(uow, _event(1, _JARS_PART))
+    assert handlers.change_cart(ctx, uow, jars, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-1") == [("chips", 2)]
+    cola = _inboxed(uow, _event(2, _COLA_PART))
+    assert handlers.change_cart(ctx, uow, cola, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("cola", 1)] and _cart(uow, "s-1") == [("chips", 2)]
+    assert uow.reviews.list() == []
+    assert handlers.change_cart(ctx, uow, cola, "topic", 0.0).kind == "duplicate"  # redelivered
+    assert _cart(uow, "s-0") == [("cola", 1)]
+
+
+def test_a_fragment_beside_a_decided_event_of_other_products_still_goes_to_staff(layout):
+    # A decided cola pick on P1; later, overlapping, -120 g on P3/P4 that fits nothing: joined, they
+    # would need the cola plus something the cola pick never held, so the fragment is staff's.
+    ctx, uow = _store(layout, {"t1": (3.5, 3.9)})
+    cola = _inboxed(uow, _event(1, {"P1": -298.0, "P2": -52.0}))
+    assert handlers.change_cart(ctx, uow, cola, "topic", 0.0).kind == "cart_changed"
+    fragment = _inboxed(uow, _event(2, {"P3": -120.0, "P4": -10.0}))
+    assert handlers.change_cart(ctx, uow, fragment, "topic", 0.0).kind == "unexplained"
+    assert _cart(uow) == [("cola", 1)]
+    (item,) = uow.reviews.list()
+    assert item.is_open and item.event_id == fragment.msg_id
 
 
 def test_an_event_that_fits_alone_is_not_joined_with_an_overlapping_one_that_fits_nothing(layout):
