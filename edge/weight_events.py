@@ -360,8 +360,9 @@ class EventMaker:
 
 def _next_start(q: int, after: int, at: Shelf, default: int | None = None) -> int:
     """The first sample of plate ``q``'s next activity after ``after`` (or ``default``, else the next
-    sample)."""
+    sample): pending, active, or already decided in another interaction (which counted that move)."""
     starts = [s.a_start for s in at.pending if s.plate == q and s.a_start > after]
+    starts += [a for a, _ in at.spans[q] if a > after] if q < len(at.spans) else []
     active = at.active[q]
     if active is not None and active.a_start > after:
         starts.append(active.a_start)
