@@ -11,8 +11,13 @@ summed, from the first start to the last end. When the joined event is explained
 event on its own is not explained as surely: then the earlier one was another hand's), it is decided
 under the new event's id and the earlier review item is closed by fusion (``resolved_by`` =
 ``store_server.domain.review.FUSION``, ``resolution.action`` = ``"joined"``): staff never have to
-decide it. Deterministic: it reads only the inbox and the review items, both replayed in the same
-order.
+decide it. The new event alone is surer only if its fit, plus what each earlier part costs left
+on its own, is no worse than the joined fit. The part that fitted may also come first: then a new
+event that fits nothing alone (or worse than joined with an earlier part that was decided with
+low confidence) is what the joined interaction holds beyond the parts decided already, and a
+doubtful part's lines the whole does not hold are taken back out (its review item closed the same
+way). Deterministic: it reads only the inbox, the carts and the review items, all replayed in the
+same order.
 
 The other way round, a put-back can be published before the pick it returns: a shopper takes an
 item and puts it straight back on another shelf while the first shelf is still settling (its event
@@ -27,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from edge.contracts import WeightEvent, decode_any
 from store_server import metrics
@@ -53,11 +59,18 @@ def _open_unexplained(uow: UnitOfWork, msg: WeightEvent) -> list[tuple[WeightEve
     return out
 
 
-def decided_parts(
-    uow: UnitOfWork, msg: WeightEvent, sessions: Iterable[ShopperSession]
-) -> list[tuple[WeightEvent, dict[str, int]]]:
-    """Earlier events on ``msg``'s shelf, overlapping it in time, already decided into carts: each
-    with the lines it applied (sku -> quantity, summed over the carts it changed)."""
+@dataclass(frozen=True)
+class DecidedPart:
+    """An earlier event already decided into carts: the lines it applied (sku -> quantity, summed
+    over the carts it changed) and its open low-confidence review item, if staff were asked."""
+
+    event: WeightEvent
+    lines: dict[str, int]
+    doubt: ReviewItem | None
+
+
+def decided_parts(uow: UnitOfWork, msg: WeightEvent, sessions: Iterable[ShopperSession]) -> list[DecidedPart]:
+    """Earlier events on ``msg``'s shelf, overlapping it in time, already decided into carts."""
     applied: dict[str, dict[str, int]] = {}
     for session in sessions:
         for change in session.changes:
@@ -70,18 +83,21 @@ def decided_parts(
             continue
         other = decode_any(row.payload)
         if isinstance(other, WeightEvent) and _overlapping(other, msg):
-            out.append((other, {sku: q for sku, q in lines.items() if q}))
+            item = uow.reviews.get(review_id_for(ReviewKind.LOW_CONFIDENCE, row.msg_id))
+            doubt = item if item is not None and item.is_open else None
+            out.append(DecidedPart(other, {sku: q for sku, q in lines.items() if q}, doubt))
     return out
 
 
-def remainder(whole: dict[str, int], decided: list[dict[str, int]]) -> dict[str, int] | None:
-    """What an interaction explained ``whole`` (sku -> quantity) holds beyond the parts already
-    ``decided``; None when a part's lines are not in it (those parts were another interaction)."""
+def remainder(whole: dict[str, int], parts: list[DecidedPart]) -> dict[str, int] | None:
+    """What an interaction explained ``whole`` (sku -> quantity) holds beyond the ``parts`` already
+    decided; None when a sure part's lines are not in it (those parts were another interaction). A
+    doubtful part's lines that are not are withdrawn (negative quantities: taken back out)."""
     left = dict(whole)
-    for lines in decided:
-        for sku, q in lines.items():
+    for part in parts:
+        for sku, q in part.lines.items():
             have = left.get(sku, 0)
-            if have * q <= 0 or abs(have) < abs(q):
+            if part.doubt is None and (have * q <= 0 or abs(have) < abs(q)):
                 return None
             left[sku] = have - q
     return {sku: q for sku, q in left.items() if q} or None

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.contracts import GatePass, WeightEvent
 from store_server import metrics
-from store_server.domain.explain import Explanation
+from store_server.domain.explain import Explanation, Line
 from store_server.domain.fusion import TrackHistory, continuation, nearest_shopper
 from store_server.domain.layout import StoreLayout, Zone, distance
 from store_server.domain.pricing import price_cart
@@ -198,7 +198,8 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         attributed = _attribute(ctx, uow, whole, sessions)
         if attributed is not None:
             reading = _read(ctx, uow, whole, sessions, *attributed)
-            if _decisive(reading) and not _surer_alone(ctx, uow, msg, sessions, reading.exp):
+            fragments = [event for event, _ in parts]
+            if _decisive(reading) and not _surer_alone(ctx, uow, msg, sessions, reading.exp, fragments):
                 event_join.close_by_fusion(uow, [item for _, item in parts], msg.msg_id)
                 decided = _decide_lines(ctx, uow, whole, sessions, reading)
                 return _after_take(ctx, uow, whole, sessions, decided)
@@ -242,29 +243,51 @@ def change_cart(ctx: Context, uow: UnitOfWork, msg: WeightEvent, topic: str, rec
         metrics.DECISIONS.labels(outcome="no_product").inc()
         review.open_unexplained(ctx, uow, msg, session, exp)  # staff decide what it was
         return Outcome("unexplained", session.id)
+    rest = _rest_of_decided(ctx, uow, msg, sessions, reading)
+    if rest is not None:
+        return rest
     return _after_take(ctx, uow, msg, sessions, _decide_lines(ctx, uow, msg, sessions, reading))
 
 
 def _rest_of_decided(
-    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession]
+    ctx: Context,
+    uow: UnitOfWork,
+    msg: WeightEvent,
+    sessions: dict[str, ShopperSession],
+    alone: _Reading | None = None,
 ) -> Outcome | None:
-    """``msg`` fits nothing alone, but joined with the events on its shelf that overlapped it and
-    were decided already, the whole fits (the edge cut one interaction of hands side by side, and
-    published first the part that fitted): what the whole holds beyond those parts is ``msg``'s."""
+    """The edge cut one interaction of hands side by side and published first a part that fitted,
+    or that was decided doubtfully (a coupled share of this part's weight in it): ``msg`` fits
+    nothing alone (``alone`` None), or fits worse than joined with such doubtful parts (each part
+    costing what its own reading does, see :func:`_surer_alone`), and joined
+    with the events on its shelf that overlapped it and were decided already, the whole fits. What
+    the whole holds beyond those parts is ``msg``'s, and a doubtful part's lines the whole does
+    not hold are taken back out."""
     parts = event_join.decided_parts(uow, msg, {s.id: s for s in sessions.values()}.values())
+    if alone is not None:
+        parts = [p for p in parts if p.doubt is not None]
     if not parts:
         return None
-    whole = event_join.joined(msg, [event for event, _ in parts])
+    whole = event_join.joined(msg, [p.event for p in parts])
     attributed = _attribute(ctx, uow, whole, sessions)
     if attributed is None:
         return None
     reading = _read(ctx, uow, whole, sessions, *attributed)
     if not _decisive(reading):
         return None
-    rest = event_join.remainder({ln.sku: ln.quantity for ln in reading.exp.lines}, [ls for _, ls in parts])
+    if alone is not None and alone.exp.cost + sum(
+        _fragment_cost(ctx, uow, p.event, sessions) for p in parts
+    ) <= reading.exp.cost:
+        return None
+    rest = event_join.remainder({ln.sku: ln.quantity for ln in reading.exp.lines}, parts)
     if rest is None:
         return None
-    lines = tuple(replace(ln, quantity=rest[ln.sku]) for ln in reading.exp.lines if ln.sku in rest)
+    joined_lines = {ln.sku: ln for ln in reading.exp.lines}
+    lines = tuple(
+        replace(joined_lines[sku], quantity=q) if sku in joined_lines else Line(sku, q)
+        for sku, q in sorted(rest.items())
+    )
+    event_join.close_by_fusion(uow, [p.doubt for p in parts if p.doubt is not None], msg.msg_id)
     metrics.DECISIONS.labels(outcome="rest_of_decided_event").inc()
     return _decide_lines(ctx, uow, whole, sessions, replace(reading, exp=replace(reading.exp, lines=lines)))
 
@@ -274,17 +297,36 @@ def _decisive(reading: _Reading) -> bool:
 
 
 def _surer_alone(
-    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession], joined: Explanation
+    ctx: Context,
+    uow: UnitOfWork,
+    msg: WeightEvent,
+    sessions: dict[str, ShopperSession],
+    joined: Explanation,
+    fragments: list[WeightEvent],
 ) -> bool:
-    """``msg`` on its own is explained at least as surely as joined with the earlier parts (those
-    were another interaction that overlapped it, not pieces of it): as confidently, and as sure
-    both ways at once by a fit no worse (the joined one explains the parts too)."""
+    """``msg`` on its own is explained at least as surely as joined with the earlier ``fragments``
+    (which fitted nothing: they were another interaction that overlapped it, not pieces of it): by
+    a fit no worse than the joined one's, which explains the fragments too (alone, each costs what
+    its best reading does, at most ``UNEXPLAINED_COST``)."""
     attributed = _attribute(ctx, uow, msg, sessions)
     if attributed is None:
         return False
     alone = _read(ctx, uow, msg, sessions, *attributed)
-    sure = (alone.exp.confidence, -alone.exp.cost) >= (joined.confidence, -joined.cost)
-    return _decisive(alone) and sure
+    left = sum(_fragment_cost(ctx, uow, f, sessions) for f in fragments)
+    return _decisive(alone) and alone.exp.cost + left <= joined.cost
+
+
+UNEXPLAINED_COST = 25.0  # a weight event nothing fits costs at least what a 5-sigma weight misfit does
+
+
+def _fragment_cost(
+    ctx: Context, uow: UnitOfWork, msg: WeightEvent, sessions: dict[str, ShopperSession]
+) -> float:
+    attributed = _attribute(ctx, uow, msg, sessions)
+    if attributed is None:
+        return UNEXPLAINED_COST
+    exp = _read(ctx, uow, msg, sessions, *attributed).exp
+    return min(UNEXPLAINED_COST, *(c.cost for c in exp.candidates))
 
 
 def _after_take(

@@ -258,6 +258,45 @@ def test_a_part_published_after_the_part_that_fitted_is_what_the_whole_holds_bey
     assert _cart(uow, "s-0") == [("cola", 1)]
 
 
+def _jars_and_gum_layout():
+    store = copy.deepcopy(SMALL_STORE)
+    for sku, unit, sd in (("chips", 1030, 20), ("lemon", 140, 3)):  # jars on P3/P4, gum on P2
+        product = next(p for p in store["catalog"] if p["sku"] == sku)
+        product["unit_weight_g"], product["weight_std_g"] = unit, sd
+    return parse_layout(store)
+
+
+# Two colas (P1, t1) and two jars (P3/P4, t2) taken side by side; 140 g of the colas' coupling went
+# with the jars' part: -620 g on P1 fits nothing, and -2200 g fits two jars and a 140 g gum (P2)
+# better than joined (-2820 g: two colas and two jars, 60 g off) fits, until the part left
+# unexplained is counted too.
+_COLAS_PART = {"P1": -620.0}
+_JARS_GUM_PART = {"P2": -440.0, "P3": -1500.0, "P4": -260.0}
+
+
+def test_a_part_left_fitting_nothing_counts_against_reading_the_other_part_alone():
+    ctx, uow = _store(_jars_and_gum_layout(), {"t1": (2.5, 3.6), "t2": (4.8, 3.6)})
+    first = _inboxed(uow, _event(1, _COLAS_PART))
+    assert handlers.change_cart(ctx, uow, first, "topic", 0.0).kind == "unexplained"
+    second = _inboxed(uow, _event(2, _JARS_GUM_PART))
+    assert handlers.change_cart(ctx, uow, second, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("cola", 2)] and _cart(uow, "s-1") == [("chips", 2)]
+    assert [r for r in uow.reviews.list() if r.is_open] == []
+
+
+def test_a_doubtful_decision_is_revised_when_the_part_published_after_it_explains_the_whole():
+    ctx, uow = _store(_jars_and_gum_layout(), {"t1": (2.5, 3.6), "t2": (4.8, 3.6)})
+    jars = _inboxed(uow, _event(1, _JARS_GUM_PART, confidence=0.5))  # the edge doubted it
+    assert handlers.change_cart(ctx, uow, jars, "topic", 0.0).kind == "cart_changed"
+    assert sorted(_cart(uow, "s-0") + _cart(uow, "s-1")) == [("chips", 2), ("lemon", 1)]
+    (doubt,) = uow.reviews.list()
+    colas = _inboxed(uow, _event(2, _COLAS_PART))
+    assert handlers.change_cart(ctx, uow, colas, "topic", 0.0).kind == "cart_changed"
+    assert _cart(uow, "s-0") == [("cola", 2)] and _cart(uow, "s-1") == [("chips", 2)]
+    closed = uow.reviews.get(doubt.id)
+    assert closed.resolved_by == FUSION and closed.resolution["into"] == colas.msg_id
+
+
 def test_a_fragment_beside_a_decided_event_of_other_products_still_goes_to_staff(layout):
     # A decided cola pick on P1; later, overlapping, -120 g on P3/P4 that fits nothing: joined, they
     # would need the cola plus something the cola pick never held, so the fragment is staff's.
