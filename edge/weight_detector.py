@@ -26,7 +26,9 @@ One event per interaction (one hand at a shelf), not per plate:
    ``chain_calm_s`` in between (not at the top of a slow push, each part a hand's length and at
    least ``chain_min_g``), so each event has its own taker's step times. A take followed by a
    return is cut even where a pressing hand kept the shelf moving: where it stood within
-   ``chain_loose_k`` times its quiet noise, at the lowest such level.
+   ``chain_loose_k`` times its quiet noise, at the lowest such level; two takes (or returns) at one
+   plate where that plate settled between them (no hand on it), whatever its neighbours did.
+   A plate's move counted in one event is not measured again in a longer interaction.
 
 All rolling statistics are computed with numpy over plates x samples; Python only runs per
 transition (a handful per pick), never per sample. Noise is estimated per plate while stable.
@@ -130,6 +132,7 @@ class ShelfDetector:
         )
         self._events = EventMaker(self.plate_ids, self._nbrs, self._h, self._gain, p, *levels)
         self._spans: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+        self._counted: list[list[int]] = [[] for _ in range(count)]  # see Shelf.counted
         self._raw_tail = np.zeros((count, 2 * self._spike))  # the median's look-back
         self._last = np.full(count, np.nan)  # NaN until a plate's first reading
         self._flat = np.zeros(count, dtype=np.int64)  # samples since each plate's reading last changed
@@ -311,7 +314,27 @@ class ShelfDetector:
         groups = self._grouper.ready(self._pending, active, now)
         blind = frozenset(int(q) for q in np.flatnonzero(self._flat >= self._blind_n))
         std_thr, lvl_thr = self._thresholds()
+        oldest = self._h.oldest()
+        for starts in self._counted:
+            starts[:] = [a for a in starts if a >= oldest]
         at = Shelf(
-            now, self._t_now, self._sigma, self._spans, self._pending, self._active, blind, std_thr, lvl_thr
+            now,
+            self._t_now,
+            self._sigma,
+            self._spans,
+            self._pending,
+            self._active,
+            blind,
+            std_thr,
+            lvl_thr,
+            self._counted,
         )
-        return [e for g in groups for e in self._events.make(g, at)]
+        out: list[DetectedWeightChange] = []
+        for g in groups:
+            events = self._events.make(g, at)
+            if events:  # what this interaction's plates moved is counted: not again in another
+                for s in {*g.members, *(s for s, _ in g.parts)}:
+                    if s.step:
+                        self._counted[s.plate].append(s.a_start)
+            out += events
+        return out

@@ -54,10 +54,12 @@ class Shelf:
     sigma: np.ndarray  # each plate's noise (raw units)
     spans: Sequence[Sequence[tuple[int, int]]]  # per plate: recent segments (first, settled sample)
     pending: Sequence[Segment]  # undecided segments of other interactions
+    # per plate: first samples of level changes another interaction's event already counted
     active: Sequence[Segment | None]  # per plate
     blind: frozenset[int] = frozenset()  # plates whose reading stood still (dead or stuck cells)
     std_thr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each plate's quiet thresholds:
     lvl_thr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # rolling std, level moved
+    counted: Sequence[list[int]] = ()
 
     def busy(self, q: int, lo: int, hi: int) -> bool:
         """Plate ``q`` was active somewhere in samples ``lo`` .. ``hi - 1``."""
@@ -121,7 +123,7 @@ class EventMaker:
         # out of its main plate's sample noise, not only of the standard error of its levels.
         threshold = max(p.min_delta_g, 6.0 * math.sqrt(sum(var.values())), p.k_event * float(at.sigma[main]))
         # An interaction that nets to nothing may still be a take and a return, each its own event.
-        pieces = self._pieces(change, (a_first, a_last), after, max(threshold, p.chain_min_g), at)
+        pieces = self._pieces(change, (a_first, a_last), after, max(threshold, p.chain_min_g), at, members)
         if len(pieces) == 1 and abs(total) < threshold:
             return []
         sigma = max(float(at.sigma[s.plate]) for s in members)
@@ -168,7 +170,13 @@ class EventMaker:
         return [event(deltas, first, last, steps) for deltas, first, last, steps in pieces]
 
     def _pieces(
-        self, change: dict[int, float], span: tuple[int, int], after: tuple[int, int], least: float, at: Shelf
+        self,
+        change: dict[int, float],
+        span: tuple[int, int],
+        after: tuple[int, int],
+        least: float,
+        at: Shelf,
+        members: Sequence[Segment] = (),
     ) -> list[tuple[dict[int, float], int, int, dict[int, float]]]:
         """An interaction cut where every one of its plates stood still (hands that followed one
         another on a shelf, each letting go before the next came): per part, each plate's change
@@ -194,6 +202,10 @@ class EventMaker:
             # A take and then a return by another hand, the shelf never still between them (a
             # pressing hand's jitter): cut where it stood nearest to still, only from a fall to a rise.
             cuts = self._cuts(stats, (lo, span), plates, before, total, least, at, self._p.chain_loose_k)
+        # Two hands one after the other at one plate, the same way (two takes), while another hand
+        # kept the neighbours moving: that plate settled in between (no hand was on it).
+        final = before + np.array([change[q] for q in plates])
+        cuts = self._settled_between(members, plates, (before, final), least, cuts)
         if not cuts:
             return whole
         done = np.zeros(len(plates))
@@ -291,6 +303,38 @@ class EventMaker:
             return [min(loose_cuts, key=lambda c: c[0])[1]]
         return cuts
 
+    def _settled_between(
+        self,
+        members: Sequence[Segment],
+        plates: list[int],
+        ends: tuple[np.ndarray, np.ndarray],
+        least: float,
+        cuts: list[tuple[int, int, np.ndarray]],
+    ) -> list[tuple[int, int, np.ndarray]]:
+        """``cuts`` and, between them, where a plate that moved twice the same way (by ``least`` at
+        least each time) had settled in between: a pressing hand keeps a plate moving, so nobody's
+        hand was on it then. Cut at the shelf's levels just after its first move settled, before
+        anything moved it again, when both parts move the shelf that way by ``least`` at least."""
+        out = list(cuts)
+        for q in plates:
+            segs = sorted((s for s in members if s.plate == q and s.step), key=lambda s: s.a_start)
+            for s1, s2 in zip(segs, segs[1:], strict=False):
+                if s1.delta * s2.delta <= 0 or min(abs(s1.delta), abs(s2.delta)) < least:
+                    continue
+                first, last = s1.a_quiet, min(s1.a_end, s2.a_start)
+                k = sum(1 for c in out if c[1] <= first)
+                if last - first < self._calm or (k < len(out) and out[k][0] < last):
+                    continue  # too short to measure, or overlapping a cut already made
+                here = self._levels(plates, first, last)
+                if here is None:
+                    continue
+                was = out[k - 1][2] if k else ends[0]
+                then = out[k][2] if k < len(out) else ends[1]
+                part, rest = float((here - was).sum()), float((then - here).sum())
+                if min(abs(part), abs(rest)) >= least and part * rest > 0 and part * s1.delta > 0:
+                    out.insert(k, (first, last, here))
+        return out
+
     def _levels(self, plates: list[int], lo: int, hi: int) -> np.ndarray | None:
         if hi - lo < 4 or lo < self._hist.oldest():
             return None
@@ -360,9 +404,9 @@ class EventMaker:
 
 def _next_start(q: int, after: int, at: Shelf, default: int | None = None) -> int:
     """The first sample of plate ``q``'s next activity after ``after`` (or ``default``, else the next
-    sample): pending, active, or already decided in another interaction (which counted that move)."""
+    sample): pending, active, or a level change another interaction's event counted already."""
     starts = [s.a_start for s in at.pending if s.plate == q and s.a_start > after]
-    starts += [a for a, _ in at.spans[q] if a > after] if q < len(at.spans) else []
+    starts += [a for a in at.counted[q] if a > after] if q < len(at.counted) else []
     active = at.active[q]
     if active is not None and active.a_start > after:
         starts.append(active.a_start)

@@ -344,3 +344,20 @@ def test_a_neighbours_move_counted_in_one_interaction_is_not_counted_again_in_an
     assert sum(e.delta_g for e in taken) == pytest.approx(shelf_change, abs=6.0)
     for e in taken:  # each plate in one of them only
         assert not set(e.plate_ids) & {p for o in taken if o is not e for p in o.plate_ids}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4, 7, 9])
+def test_two_takes_from_one_plate_are_two_events_though_another_hand_kept_the_neighbour_moving(
+    seed: int,
+) -> None:
+    # One shopper takes 515 g from p2; another hand presses p3 (jittery: the shelf is never still
+    # as a whole) while a second shopper takes 515 g from p2 again. p2 itself settled in between:
+    # no hand was on it, so these are two takes, each with its own step time (its own taker).
+    from sensors.signal_profile import REALISTIC
+
+    picks = [Change(1005.0, {"p2": -515.0}, 1.2), Change(1010.0, {"p2": -515.0}, 1.0)]
+    x = shelf(picks, seed=seed, touches=[Touch(1006.8, "p3", 3.6, 40.0)], profile=REALISTIC)
+    first, second = run(x)
+    assert first.delta_g == pytest.approx(-515.0, rel=0.03)
+    assert second.delta_g == pytest.approx(-515.0, rel=0.03)
+    assert max(first.plate_steps_t) < 1007.0 < min(second.plate_steps_t)
