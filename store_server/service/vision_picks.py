@@ -90,7 +90,9 @@ def visit_evidence(
     failed_plates: Collection[str] = (),
 ) -> VisitEvidence:
     """The visit's evidence from the inbox (kept for a visit timeout and more, see housekeeping), so
-    it is complete however long the visit and after a restart; only event times up to ``at`` count."""
+    it is complete however long the visit and after a restart; only what happened up to ``at``
+    counts: sightings until then, weight events begun by then (an interaction can settle after the
+    shopper passed the exit gate: the exit waits for it, service/exit_wait.py)."""
     since = session.entered_at
     sightings = Sightings(horizon_s=float("inf"), max_kept=10**9)
     for row in uow.inbox.of_kind_since("detections", since):
@@ -99,7 +101,7 @@ def visit_evidence(
     weighed = []
     for row in uow.inbox.of_kind_since("weight", since):
         p = row.payload
-        if p["t_end"] <= at:
+        if p["t_start"] <= at:
             deltas = p.get("plate_deltas_g")
             weighed.append(
                 Weighed(

@@ -276,3 +276,26 @@ def test_shelf_nodes_report_failed_plates_for_their_own_plates_only(layout: Stor
     assert proc.sensor_health.failed_plates() == frozenset({"P1"})
     proc.handle_batch([status("shelf-g1", "online", {"P1": "ok"})])
     assert proc.sensor_health.failed_plates() == frozenset()
+
+
+def test_a_pick_whose_shelf_settled_after_the_exit_gate_was_weighed(layout: StoreLayout) -> None:
+    # The shopper took a cola at 120 s and passed the exit at 200 s while another hand still kept
+    # the shelf moving: the event (120-201 s) ends after the exit, which waited for it. The plate
+    # weighed the pick, so the camera's sighting adds nothing (it charged the cola twice).
+    uow = FakeUnitOfWork()
+    proc = build(layout, uow)
+    weigh = WeightEvent(
+        node_id="shelf-g1",
+        seq=0,
+        ts=201.2,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=["P1"],
+        delta_g=-350.0,
+        t_start=120.0,
+        t_end=201.0,
+    )
+    proc.handle_batch([raw(weigh), raw(hand(0, 121.0, "cola", AT_P1))])
+    ev = visit_evidence(cast(UnitOfWork, uow), layout, visit(), EXIT)
+    assert [w.msg_id for w in ev.weighed] == ["shelf-g1:0"]
+    assert unweighed_picks(ev, visit(), EXIT) == []
