@@ -237,20 +237,24 @@ def test_the_processor_keeps_detections_rebuilds_them_and_forgets_them(layout: S
     assert len(restarted.sightings) == 0  # beyond the horizon of event time
 
 
+def shelf_event(plate: str, delta_g: float, t_start: float, t_end: float) -> WeightEvent:
+    return WeightEvent(
+        node_id="shelf-g1",
+        seq=0,
+        ts=t_end + 0.3,
+        gondola_id="G1",
+        shelf_id="G1-S1",
+        plate_ids=[plate],
+        delta_g=delta_g,
+        t_start=t_start,
+        t_end=t_end,
+    )
+
+
 def test_visit_evidence_reads_the_visit_from_the_inbox(layout: StoreLayout) -> None:
     uow = FakeUnitOfWork()
     proc = build(layout, uow)
-    weigh = WeightEvent(
-        node_id="shelf-g1",
-        seq=0,
-        ts=110.3,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P4"],
-        delta_g=-180.0,
-        t_start=109.0,
-        t_end=110.0,
-    )
+    weigh = shelf_event("P4", -180.0, 109.0, 110.0)
     proc.handle_batch(
         [raw(weigh), raw(hand(0, 120.0, "cola", AT_P1)), raw(hand(1, EXIT + 5, "lemon", AT_P2))]
     )
@@ -284,17 +288,7 @@ def test_a_pick_whose_shelf_settled_after_the_exit_gate_was_weighed(layout: Stor
     # weighed the pick, so the camera's sighting adds nothing (it charged the cola twice).
     uow = FakeUnitOfWork()
     proc = build(layout, uow)
-    weigh = WeightEvent(
-        node_id="shelf-g1",
-        seq=0,
-        ts=201.2,
-        gondola_id="G1",
-        shelf_id="G1-S1",
-        plate_ids=["P1"],
-        delta_g=-350.0,
-        t_start=120.0,
-        t_end=201.0,
-    )
+    weigh = shelf_event("P1", -350.0, 120.0, 201.0)
     proc.handle_batch([raw(weigh), raw(hand(0, 121.0, "cola", AT_P1))])
     ev = visit_evidence(cast(UnitOfWork, uow), layout, visit(), EXIT)
     assert [w.msg_id for w in ev.weighed] == ["shelf-g1:0"]
