@@ -26,8 +26,8 @@ One event per interaction (one hand at a shelf), not per plate:
    ``chain_calm_s`` in between (not at the top of a slow push, each part a hand's length and at
    least ``chain_min_g``), so each event has its own taker's step times. A take followed by a
    return is cut even where a pressing hand kept the shelf moving: where it stood within
-   ``chain_loose_k`` times its quiet noise, at the lowest such level; two takes (or returns) at one
-   plate where that plate settled between them (no hand on it), whatever its neighbours did.
+   ``chain_loose_k`` times its quiet noise, at the lowest such level; two takes at one plate
+   where that plate settled between them (no hand on it), whatever its neighbours did.
    A plate's move counted in one event is not measured again in a longer interaction.
 
 All rolling statistics are computed with numpy over plates x samples; Python only runs per

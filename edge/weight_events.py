@@ -311,16 +311,17 @@ class EventMaker:
         least: float,
         cuts: list[tuple[int, int, np.ndarray]],
     ) -> list[tuple[int, int, np.ndarray]]:
-        """``cuts`` and, between them, where a plate that moved twice the same way (by ``least`` at
-        least each time) had settled in between: a pressing hand keeps a plate moving, so nobody's
-        hand was on it then. Cut at the shelf's levels just after its first move settled, before
-        anything moved it again, when both parts move the shelf that way by ``least`` at least."""
+        """``cuts`` and, between them, where a plate that lost weight twice (``least`` at least each
+        time) had settled in between: a hand lifting an item keeps a plate moving, so nobody's hand
+        was on it then. Cut at the shelf's levels just after its first loss settled, before anything
+        moved it again, when both parts take ``least`` at least from the shelf. (Not two rises: a
+        hand resting on a plate before it puts an item back can stand still there.)"""
         out = list(cuts)
         for q in plates:
             segs = sorted((s for s in members if s.plate == q and s.step), key=lambda s: s.a_start)
             for s1, s2 in zip(segs, segs[1:], strict=False):
-                if s1.delta * s2.delta <= 0 or min(abs(s1.delta), abs(s2.delta)) < least:
-                    continue
+                if max(s1.delta, s2.delta) > -least:
+                    continue  # two takes only: a hand's press before a put-back can settle
                 first, last = s1.a_quiet, min(s1.a_end, s2.a_start)
                 k = sum(1 for c in out if c[1] <= first)
                 if last - first < self._calm or (k < len(out) and out[k][0] < last):

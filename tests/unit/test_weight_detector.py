@@ -361,3 +361,17 @@ def test_two_takes_from_one_plate_are_two_events_though_another_hand_kept_the_ne
     assert first.delta_g == pytest.approx(-515.0, rel=0.03)
     assert second.delta_g == pytest.approx(-515.0, rel=0.03)
     assert max(first.plate_steps_t) < 1007.0 < min(second.plate_steps_t)
+
+
+def test_a_hand_resting_on_a_plate_before_it_puts_an_item_back_is_one_put_back() -> None:
+    # Recorded from the simulator's basic scenario (seed 95, realistic profile, shelf g1-s4): a
+    # shopper takes a 1305 g pack from p3 (38.7 s) and puts it back (41.0-42.0 s); the hand rests on
+    # the shelf first and the plate stands still under it for a moment. Two rises are not two
+    # returns (cut there, a +112 g "return" was charged back as another product).
+    from pathlib import Path
+
+    rec = np.load(Path(__file__).parents[1] / "fixtures" / "signals" / "basic-s95-g1-s4.npz")
+    plates = [str(p) for p in rec["plate_ids"]]
+    events = run(rec["grams"].astype(np.float64), t0=float(rec["t0"]), plates=plates)
+    (back,) = [e for e in events if e.t_start > 40.5]
+    assert back.delta_g == pytest.approx(1290.0, rel=0.02)
