@@ -205,7 +205,7 @@ class EventMaker:
         # Two hands one after the other at one plate, the same way (two takes), while another hand
         # kept the neighbours moving: that plate settled in between (no hand was on it).
         final = before + np.array([change[q] for q in plates])
-        cuts = self._settled_between(members, plates, (before, final), least, cuts)
+        cuts = self._settled_between(members, plates, (before, final), least, cuts, at)
         if not cuts:
             return whole
         done = np.zeros(len(plates))
@@ -310,6 +310,7 @@ class EventMaker:
         ends: tuple[np.ndarray, np.ndarray],
         least: float,
         cuts: list[tuple[int, int, np.ndarray]],
+        at: Shelf,
     ) -> list[tuple[int, int, np.ndarray]]:
         """``cuts`` and, between them, where a plate that lost weight twice (``least`` at least each
         time) had settled in between: a hand lifting an item keeps a plate moving, so nobody's hand
@@ -327,7 +328,7 @@ class EventMaker:
                 if last - first < self._calm or (k < len(out) and out[k][0] < last):
                     continue  # too short to measure, or overlapping a cut already made
                 here = self._levels(plates, first, last)
-                if here is None:
+                if here is None or self._easing(q, first, last, at):
                     continue
                 was = out[k - 1][2] if k else ends[0]
                 then = out[k][2] if k < len(out) else ends[1]
@@ -335,6 +336,13 @@ class EventMaker:
                 if min(abs(part), abs(rest)) >= least and part * rest > 0 and part * s1.delta > 0:
                     out.insert(k, (first, last, here))
         return out
+
+    def _easing(self, q: int, lo: int, hi: int, at: Shelf) -> bool:
+        """Plate ``q``'s level still moving one way over samples ``lo`` .. ``hi`` (a heavy step settling
+        slowly, not a pause between two hands)."""
+        x = self._hist.span(lo, hi, q)
+        half = x.size // 2
+        return half > 0 and abs(float(x[half:].mean() - x[:half].mean())) > float(at.lvl_thr[q])
 
     def _levels(self, plates: list[int], lo: int, hi: int) -> np.ndarray | None:
         if hi - lo < 4 or lo < self._hist.oldest():

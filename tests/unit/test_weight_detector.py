@@ -375,3 +375,17 @@ def test_a_hand_resting_on_a_plate_before_it_puts_an_item_back_is_one_put_back()
     events = run(rec["grams"].astype(np.float64), t0=float(rec["t0"]), plates=plates)
     (back,) = [e for e in events if e.t_start > 40.5]
     assert back.delta_g == pytest.approx(1290.0, rel=0.02)
+
+
+def test_a_heavy_take_settling_slowly_is_not_cut_into_a_second_take() -> None:
+    # Recorded from the simulator's crowded-shelf scenario (seed 92, realistic profile, shelf g1-s1):
+    # three shoppers take 6.2 kg at once; p1 stands nearly still for a moment while its level still
+    # eases down. That is no pause between two hands: cut there, a -129 g tail left the rest at
+    # -6125 g, which read as four of one product instead of three and a look-alike.
+    from pathlib import Path
+
+    rec = np.load(Path(__file__).parents[1] / "fixtures" / "signals" / "crowded-shelf-s92-g1-s1.npz")
+    plates = [str(p) for p in rec["plate_ids"]]
+    events = run(rec["grams"].astype(np.float64), t0=float(rec["t0"]), plates=plates)
+    (taken,) = [e for e in events if 80.0 < e.t_start < 88.0]
+    assert taken.delta_g == pytest.approx(-6254.0, abs=15.0)
